@@ -26,3 +26,33 @@ def rclpy_context():
         yield context
     finally:
         context.try_shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A tiny Sa2VA-i checkpoint in the official layout (written once per session)."""
+    from sa2va_i_ros.core.checkpoint.tiny import write_tiny_checkpoint
+
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny_sa2va_i"))
+
+
+@pytest.fixture(scope="session")
+def engine(tiny_checkpoint):
+    """The grounding engine on the tiny checkpoint, loaded through the product path."""
+    from sa2va_i_ros.core.grounding import GroundingEngine
+
+    return GroundingEngine.load(str(tiny_checkpoint))
+
+
+@pytest.fixture
+def frames():
+    """Ten 120x160 RGB frames of a moving square on noise (deterministic)."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    out = []
+    for t in range(10):
+        f = rng.integers(0, 60, (120, 160, 3), dtype=np.uint8)
+        f[30:70, 20 + 8 * t:60 + 8 * t] = (220, 40, 40)
+        out.append(f)
+    return out

@@ -117,11 +117,10 @@ def build_sam2(spec: Sam2Spec | None = None, device: str | torch.device = "cpu")
 
     Weights are loaded afterwards by the checkpoint loader; the model is in eval mode.
     """
+    import sam2  # noqa: F401  (initialises sam2's hydra config module)
     from hydra import compose
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
-
-    import sam2  # noqa: F401  (initialises sam2's hydra config module)
 
     spec = spec or Sam2Spec()
     cfg = compose(config_name=SAM2_CONFIG, overrides=[*SA2VA_OVERRIDES, *spec.hydra_overrides()])

@@ -30,7 +30,7 @@ def fastdds_profile() -> Path:
         from ament_index_python.packages import get_package_share_directory
 
         candidates.append(Path(get_package_share_directory("sa2va_i_ros")) / "config" / "fastdds_localhost.xml")
-    except Exception:  # noqa: BLE001  (no ament index: the source tree copy is the only one)
+    except Exception:
         pass
     for path in candidates:
         if path.is_file():

@@ -1,0 +1,7 @@
+"""Sa2VA / Sa2VA-i checkpoints in the official Hugging Face layout.
+
+``config``: what config.json says and whether we support it; ``keys``: the
+renames from the official tensor names to our modules; ``load``: resolving a
+directory or hub id and strict safetensors loading; ``tiny``: random-weight
+checkpoints in the official layout for tests and the demo.
+"""

@@ -1,0 +1,247 @@
+"""The grounding engine: Sa2VA-i's keyframe masks for a query on buffered frames.
+
+``GroundingEngine.load`` reads a checkpoint (directory or hub id) natively;
+``ground`` samples frames, asks the language model, and decodes every sampled
+frame alone with the finetuned SAM2 decoder, as Sa2VA-i's ``predict_forward``
+does before propagation. The SAM2 image encoder runs once per distinct sampled
+frame; its raw features are returned so the tracker propagates without
+re-encoding them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import preprocess, prompt
+from .checkpoint.config import read_config
+from .checkpoint.load import load_weights, resolve
+from .device import autocast, resolve_device, resolve_dtype
+from .errors import CheckpointError, FramesError, QueryError
+from .generation import Cancelled, StopWords, greedy_generate
+from .sam2_model import encode_image, with_decoder_convs
+from .sampling import sample_indices, unique_in_order
+from .seg_decode import decode_language_prompt, logits_to_masks
+from .vision_features import image_embeddings
+
+Progress = Callable[[str, float, str], None]
+REQUIRED_TOKENS = (prompt.IMG_START, prompt.IMG_END, prompt.IMG_CONTEXT, prompt.SEG_TOKEN)
+
+
+@dataclass(frozen=True)
+class GroundingOptions:
+    num_frames: int = 5  # Sa2VA-i's predict_forward and evaluation default
+    sampling: str = "uniform"
+    question_mark_variant: bool = False
+    max_new_tokens: int = 2048  # Sa2VA's generation config
+
+
+@dataclass
+class GroundingResult:
+    """What grounding found. ``masks`` is None (and ``reason`` says why) without [SEG]."""
+
+    sampled_indices: list[int]
+    answer: str  # the answer text without the trailing stop word
+    raw_answer: str  # decoded generated tokens, as Sa2VA's 'prediction'
+    seg_embeddings: torch.Tensor  # (n_seg, C) after text_hidden_fcs, float32 on cpu
+    masks: np.ndarray | None  # (n_seg, len(sampled_indices), H, W) bool
+    reason: str
+    frame_size: tuple[int, int]
+    sam2_pixels: dict[int, torch.Tensor] = field(default_factory=dict)  # frame -> (3, S, S)
+    sam2_features: dict[int, dict] = field(default_factory=dict)  # frame -> raw encoder output, batch 1
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def has_mask(self) -> bool:
+        return self.masks is not None and len(self.masks) > 0
+
+    def prompts(self, seg: int = 0) -> dict[int, np.ndarray]:
+        """Frame index -> mask of one [SEG]; a duplicated index keeps its last mask, as add_new_mask."""
+        if not self.has_mask:
+            raise ValueError(f"no mask to prompt with: {self.reason}")
+        return {idx: self.masks[seg, k] for k, idx in enumerate(self.sampled_indices)}
+
+
+class GroundingEngine:
+    def __init__(self, model, tokenizer, cfg, device: torch.device, dtype: torch.dtype, report: dict):
+        self.model, self.tokenizer, self.cfg = model, tokenizer, cfg
+        self.device, self.dtype, self.load_report = device, dtype, report
+        ids = {t: tokenizer.convert_tokens_to_ids(t) for t in REQUIRED_TOKENS}
+        unknown = [t for t, i in ids.items() if i is None or i == tokenizer.unk_token_id]
+        if unknown:
+            raise CheckpointError(f"{cfg.name}: the tokenizer lacks {', '.join(unknown)}")
+        self.img_context_id, self.seg_id = ids[prompt.IMG_CONTEXT], ids[prompt.SEG_TOKEN]
+        self.eos_id = tokenizer.eos_token_id
+        self.stop = StopWords(tokenizer, cfg.template.stop_words)
+        self.forbidden = sorted({*tokenizer.all_special_tokens, *REQUIRED_TOKENS, prompt.IMAGE_PLACEHOLDER},
+                                key=len, reverse=True)
+        self.max_positions = int(model.language_model.config.max_position_embeddings)
+
+    @classmethod
+    def load(cls, model: str, device: str = "cpu", dtype: str = "float32",
+             original_sam2: str | Path | None = None, revision: str | None = None) -> GroundingEngine:
+        """Load a Sa2VA / Sa2VA-i checkpoint directory or hub id."""
+        from .sa2va_model import Sa2VAModel
+
+        dev = resolve_device(device)
+        dt = resolve_dtype(dtype, dev)
+        directory = resolve(model, revision)
+        cfg = read_config(directory, name=model)
+        net = Sa2VAModel(cfg)
+        report = load_weights(net, directory, model, original_sam2=original_sam2)
+        tokenizer = load_tokenizer(directory, model)
+        net.to(device=dev, dtype=dt)  # as Sa2VA's preparing_for_generation: whole model in one dtype
+        return cls(net, tokenizer, cfg, dev, dt, report)
+
+    # -- checks ---------------------------------------------------------------------------------
+    def check_query(self, query: str) -> None:
+        if not isinstance(query, str) or not query.strip():
+            raise QueryError("the query is empty")
+        bad = [t for t in self.forbidden if t in query]
+        if bad:
+            raise QueryError(f"the query contains reserved token text {bad[0]!r}")
+
+    @staticmethod
+    def check_frames(frames: Sequence[np.ndarray]) -> tuple[int, int]:
+        if len(frames) == 0:
+            raise FramesError("no frames to ground on")
+        try:
+            checked = [preprocess.check_frame(f) for f in frames]
+        except ValueError as exc:
+            raise FramesError(str(exc)) from exc
+        sizes = {f.shape[:2] for f in checked}
+        if len(sizes) > 1:
+            raise FramesError(f"all frames must have one size; got {sorted(sizes)}")
+        return checked[0].shape[:2]
+
+    # -- grounding ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def ground(self, frames: Sequence[np.ndarray], query: str, options: GroundingOptions | None = None,
+               progress: Progress | None = None, cancelled: Callable[[], bool] | None = None) -> GroundingResult:
+        """Keyframe masks for ``query`` on ``frames`` (RGB uint8, oldest first)."""
+        opts = options or GroundingOptions()
+        report = progress or (lambda stage, fraction, detail: None)
+        self.check_query(query)
+        height, width = self.check_frames(frames)
+        try:
+            sampled = sample_indices(len(frames), opts.num_frames, opts.sampling)
+        except ValueError as exc:
+            raise FramesError(str(exc)) from exc
+        unique = unique_in_order(sampled)
+        text = prompt.build_prompt(query, len(unique), self.cfg.template, opts.question_mark_variant)
+        ids = self.tokenizer.encode(text)
+        if len(ids) + 1 > self.max_positions:
+            raise QueryError(f"the prompt is {len(ids)} tokens, more than the language model's "
+                             f"{self.max_positions} positions; shorten the query or use fewer frames")
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+
+        def check_cancel(where: str) -> None:
+            if cancelled is not None and cancelled():
+                raise Cancelled(f"cancelled {where}")
+
+        report("sampling", 0.05, f"{len(unique)} distinct of {len(sampled)} sampled frames out of {len(frames)}")
+        mllm_pixels = torch.stack([preprocess.mllm_pixels(frames[i]) for i in unique])
+        sam_pixels = {i: preprocess.sam2_pixels(frames[i], self.cfg.sam2.image_size) for i in unique}
+        timings["preprocess"] = (time.perf_counter() - t0) * 1e3
+        check_cancel("after preprocessing")
+
+        t1 = time.perf_counter()
+        report("language_model", 0.15, "vision tower and greedy generation")
+        gen, seg_embeddings = self._language(mllm_pixels, ids, opts, cancelled)
+        timings["language"] = (time.perf_counter() - t1) * 1e3
+        raw_answer = self.tokenizer.decode(gen.token_ids, skip_special_tokens=False).strip()
+        answer = _strip_stop_words(raw_answer, self.cfg.template.stop_words)
+        result = GroundingResult(sampled, answer, raw_answer, seg_embeddings.float().cpu(), None, "",
+                                 (height, width), timings_ms=timings)
+        if len(seg_embeddings) == 0:
+            result.reason = (f"the model answered without a {prompt.SEG_TOKEN} token: {answer!r}"
+                             if gen.stopped_by != "max_new_tokens" else
+                             f"generation hit max_new_tokens ({opts.max_new_tokens}) before a "
+                             f"{prompt.SEG_TOKEN} token")
+            return result
+        check_cancel("after generation")
+
+        t2 = time.perf_counter()
+        report("decoding", 0.6, f"SAM2 image encoder on {len(unique)} frames")
+        result.sam2_pixels = sam_pixels
+        result.sam2_features = self._encode(sam_pixels)
+        masks = []
+        for k, emb in enumerate(seg_embeddings):
+            report("decoding", 0.6 + 0.3 * k / len(seg_embeddings), f"[SEG] {k + 1} on {len(sampled)} frames")
+            masks.append(self._decode(result.sam2_features, sampled, emb, height, width))
+        result.masks = np.stack(masks)
+        timings["decode"] = (time.perf_counter() - t2) * 1e3
+        timings["total"] = (time.perf_counter() - t0) * 1e3
+        return result
+
+    def _language(self, pixels: torch.Tensor, ids: list[int], opts: GroundingOptions, cancelled):
+        model, dev = self.model, self.device
+        vit = image_embeddings(model, pixels.to(dev, self.dtype))
+        input_ids = torch.tensor([ids], device=dev)
+        embeds = model.language_model.get_input_embeddings()(input_ids).clone()
+        selected = input_ids[0] == self.img_context_id
+        if int(selected.sum()) != vit.shape[0] * vit.shape[1]:
+            raise RuntimeError(f"prompt holds {int(selected.sum())} {prompt.IMG_CONTEXT} tokens for "
+                               f"{vit.shape[0] * vit.shape[1]} image embeddings")
+        embeds[0, selected] = vit.reshape(-1, vit.shape[-1]).to(embeds.dtype)
+        gen = greedy_generate(model.language_model, embeds, seg_id=self.seg_id, eos_id=self.eos_id,
+                              stop=self.stop, max_new_tokens=opts.max_new_tokens, cancelled=cancelled)
+        return gen, model.text_hidden_fcs(gen.seg_hidden)
+
+    def _encode(self, pixels: dict[int, torch.Tensor]) -> dict[int, dict]:
+        """Raw image-encoder features per frame, one batched pass."""
+        order = list(pixels)
+        batch = torch.stack([pixels[i] for i in order]).to(self.device, self.dtype)
+        with autocast(self.device, self.dtype):
+            raw = encode_image(self.model.sam2, batch)
+        return {i: {key: [level[k:k + 1] for level in levels] for key, levels in raw.items()}
+                for k, i in enumerate(order)}
+
+    def _decode(self, features: dict[int, dict], sampled: list[int], embedding: torch.Tensor,
+                height: int, width: int) -> np.ndarray:
+        """Masks (len(sampled), H, W) of one [SEG] embedding, every sampled frame decoded alone."""
+        batch = {key: [torch.cat([features[i][key][lvl] for i in sampled]) for lvl in range(len(levels))]
+                 for key, levels in features[sampled[0]].items()}
+        language = embedding.reshape(1, 1, -1).expand(len(sampled), 1, -1)
+        with autocast(self.device, self.dtype):
+            backbone = with_decoder_convs(batch, self.model.finetuned_decoder)
+            low_res, _, _ = decode_language_prompt(self.model.sam2, self.model.finetuned_decoder, backbone,
+                                                   language)
+        return logits_to_masks(low_res, height, width).cpu().numpy()
+
+
+def load_tokenizer(directory: Path, name: str):
+    """The checkpoint's tokenizer through transformers' own class; never remote code.
+
+    The class comes from tokenizer_config.json (``AutoTokenizer`` would consult
+    config.json's ``auto_map``, which points at Sa2VA's remote code).
+    """
+    import json
+
+    import transformers
+
+    try:
+        cls_name = json.loads((directory / "tokenizer_config.json").read_text()).get("tokenizer_class")
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{name}: unreadable tokenizer_config.json ({exc})") from exc
+    cls = getattr(transformers, str(cls_name), None) or getattr(transformers, str(cls_name).removesuffix("Fast"), None)
+    if cls is None:
+        raise CheckpointError(f"{name}: tokenizer class {cls_name!r} is not part of transformers "
+                              "(it would need the checkpoint's remote code, which is never run)")
+    try:
+        return cls.from_pretrained(str(directory))
+    except Exception as exc:
+        raise CheckpointError(f"{name}: cannot load its tokenizer ({exc})") from exc
+
+
+def _strip_stop_words(text: str, words: tuple[str, ...]) -> str:
+    for w in words:
+        if text.endswith(w):
+            return text[: -len(w)].strip()
+    return text
