@@ -1,0 +1,88 @@
+"""One tracked object: its memory bank, its own frame counter and its presence state.
+
+A frame is processed in two halves so that a failure leaves the object as it
+was: ``advance`` runs sam2 and builds the result without changing anything,
+``commit`` stores it (dict updates only, which cannot fail half-way).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from sa2va_i_ros.core.tracker.masks import frame_mask
+from sa2va_i_ros.core.tracker.memory import ObjectMemory
+from sa2va_i_ros.core.tracker.presence import PresenceMonitor
+from sa2va_i_ros.core.tracker.results import MemoryStats, ObjectResult, TrackEvent
+from sa2va_i_ros.core.tracker.sam2_runner import FrameFeatures, Sam2Runner, StepOutput
+
+
+@dataclass(frozen=True)
+class Advance:
+    """A processed but not yet stored frame of one object."""
+
+    frame_idx: int
+    step: StepOutput | None  # None on a conditioning frame (its entry is already stored)
+    low_res_logits: torch.Tensor
+    score: float
+    mask: Any
+
+
+class ObjectTrack:
+    """State of one object. Frame indices are its own: the grounding window is 0..N-1,
+    then each frame the object processes gets the next index, so frames it never
+    saw (skipped while the language model ran) leave no gap in its memory."""
+
+    def __init__(self, obj_id: int, frame_size: tuple[int, int], memory: ObjectMemory,
+                 presence: PresenceMonitor) -> None:
+        self.obj_id = obj_id
+        self.frame_size = tuple(frame_size)
+        self.memory = memory
+        self.presence = presence
+        self.next_index = 0
+        # Low-res outputs of conditioning frames the propagation has not reached yet.
+        self.pending_prompts: dict[int, torch.Tensor] = {}
+
+    def needs_features(self) -> bool:
+        return self.next_index not in self.pending_prompts
+
+    def advance(self, runner: Sam2Runner, feats: FrameFeatures | None) -> Advance:
+        t = self.next_index
+        if t in self.pending_prompts:
+            step = None
+            logits = self.pending_prompts[t]
+            score_logit = self.memory.cond[t]["object_score_logits"]
+        else:
+            if feats is None:
+                raise RuntimeError(f"object {self.obj_id}: frame {t} needs image features")
+            step = runner.track(feats, self.memory.output_dict, t)
+            logits = step.low_res_logits
+            score_logit = step.entry["object_score_logits"]
+        score = float(torch.sigmoid(score_logit.float()).reshape(-1)[0])
+        mask = frame_mask(logits, runner.image_size, self.frame_size)
+        return Advance(t, step, logits, score, mask)
+
+    def commit(self, adv: Advance, stamp: Any) -> tuple[ObjectResult, TrackEvent | None]:
+        if adv.step is None:
+            del self.pending_prompts[adv.frame_idx]
+        else:
+            self.memory.add_tracked(adv.frame_idx, adv.step.entry)
+        self.next_index = adv.frame_idx + 1
+        event = self.presence.update(adv.score, stamp)
+        result = ObjectResult(
+            obj_id=self.obj_id, mask=adv.mask, score=adv.score, visible=self.presence.visible, stamp=stamp,
+            frame_index=adv.frame_idx, is_prompt=adv.step is None, logits=adv.low_res_logits,
+        )
+        return result, event
+
+    def stats(self, shared: tuple[torch.Tensor, ...]) -> MemoryStats:
+        pending = sum(t.numel() * t.element_size() for t in self.pending_prompts.values())
+        return MemoryStats(
+            prompt_frames=len(self.memory.cond),
+            pending_prompt_outputs=len(self.pending_prompts),
+            recent_frames=len(self.memory.recent),
+            recent_memories=self.memory.spatial_count(),
+            tensor_bytes=self.memory.tensor_bytes(shared) + pending,
+        )
