@@ -5,8 +5,7 @@ import pytest
 import torch
 
 from sa2va_i_ros.core.checkpoint.tiny import write_tiny_checkpoint
-from sa2va_i_ros.core.errors import FramesError, QueryError
-from sa2va_i_ros.core.generation import Cancelled
+from sa2va_i_ros.core.errors import Cancelled, FramesError, QueryError
 from sa2va_i_ros.core.grounding import GroundingEngine, GroundingOptions
 
 QUERY = "the cup left of the bowl"

@@ -40,3 +40,7 @@ class QueryError(Sa2VAError):
 
 class FramesError(Sa2VAError):
     """The frames cannot be grounded (none, wrong dtype or shape, sizes differ)."""
+
+
+class Cancelled(Sa2VAError):
+    """The caller asked to stop (e.g. an action goal was cancelled)."""

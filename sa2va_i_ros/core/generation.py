@@ -21,11 +21,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import Sa2VAError
+from .errors import Cancelled
 
-
-class Cancelled(Sa2VAError):
-    """The caller asked to stop (e.g. an action goal was cancelled)."""
+__all__ = ["Cancelled", "Generation", "StopWords", "greedy_generate"]
 
 
 @dataclass

@@ -22,8 +22,8 @@ from . import preprocess, prompt
 from .checkpoint.config import read_config
 from .checkpoint.load import load_weights, resolve
 from .device import autocast, resolve_device, resolve_dtype
-from .errors import CheckpointError, FramesError, QueryError
-from .generation import Cancelled, StopWords, greedy_generate
+from .errors import Cancelled, CheckpointError, FramesError, QueryError
+from .generation import StopWords, greedy_generate
 from .sam2_model import encode_image, with_decoder_convs
 from .sampling import sample_indices, unique_in_order
 from .seg_decode import decode_language_prompt, logits_to_masks
@@ -236,7 +236,7 @@ def load_tokenizer(directory: Path, name: str):
                               "(it would need the checkpoint's remote code, which is never run)")
     try:
         return cls.from_pretrained(str(directory))
-    except Exception as exc:
+    except Exception as exc:  # tokenizer errors have no common base class
         raise CheckpointError(f"{name}: cannot load its tokenizer ({exc})") from exc
 
 

@@ -30,7 +30,7 @@ def fastdds_profile() -> Path:
         from ament_index_python.packages import get_package_share_directory
 
         candidates.append(Path(get_package_share_directory("sa2va_i_ros")) / "config" / "fastdds_localhost.xml")
-    except Exception:
+    except Exception:  # no ament index here: the source tree copy is the only candidate
         pass
     for path in candidates:
         if path.is_file():

@@ -44,7 +44,7 @@ def resolve(model: str, revision: str | None = None) -> Path:
         raise CheckpointError(f"{model}: huggingface_hub is needed to download hub checkpoints") from exc
     try:
         return Path(snapshot_download(repo_id=model, revision=revision, allow_patterns=HUB_PATTERNS))
-    except Exception as exc:
+    except Exception as exc:  # hub errors come in many classes; all mean "not available"
         offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
         hint = (" (offline mode is on and it is not in the local cache)" if offline
                 else " (check the name, your network and, for gated repos, your token)")
@@ -89,7 +89,7 @@ def read_tensor_names(files: Iterable[Path], name: str) -> dict[str, DiskTensor]
             with safe_open(str(file), framework="pt") as f:
                 for key in f.keys():  # noqa: SIM118  (safe_open is not a dict)
                     found[key] = DiskTensor(file, key, tuple(f.get_slice(key).get_shape()))
-        except Exception as exc:
+        except Exception as exc:  # safetensors raises its own error types
             raise CheckpointError(f"{name}: {file.name} is not a readable safetensors file ({exc})") from exc
     return found
 

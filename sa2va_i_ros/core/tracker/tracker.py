@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
+from sa2va_i_ros.core.errors import Cancelled
 from sa2va_i_ros.core.preprocess import check_frame
 from sa2va_i_ros.core.tracker.config import TrackerConfig, check_gap_policy
 from sa2va_i_ros.core.tracker.grounding import CheckedGrounding, Grounding, check_grounding
@@ -82,12 +83,15 @@ class StreamingTracker:
         return self.join(prepared, later=() if policy == "catch_up" else later, gap_policy=policy)
 
     def prepare_object(self, grounding: Grounding, *, obj_id: int,
-                       later: Sequence[tuple[np.ndarray, Any]] = ()) -> PreparedObject:
+                       later: Sequence[tuple[np.ndarray, Any]] = (),
+                       cancelled: Callable[[], bool] | None = None) -> PreparedObject:
         """Seed a new object and track it through its window and ``later``, outside the tracker.
 
         Nothing the tracked objects hold is read or changed, so a caller may run
         this without the lock that guards ``step`` (the catch-up through a long
         buffer then does not stall live tracking); ``join`` adds the object.
+        ``cancelled`` is polled before every frame: when it returns True the
+        preparation stops with ``Cancelled`` and nothing is kept.
         """
         if isinstance(obj_id, bool) or not isinstance(obj_id, int | np.integer):
             raise ValueError(f"obj_id must be an integer, got {obj_id!r}")
@@ -96,8 +100,9 @@ class StreamingTracker:
         later = [self._check_later(item, g.frame_size, k) for k, item in enumerate(later)]
         with torch.inference_mode():
             track = self._new_track(int(obj_id), g)
-            frames = self._catch_up_window(track, g)
+            frames = self._catch_up_window(track, g, cancelled)
             for frame, stamp in later:
+                _check(cancelled)
                 frames.append(self._step_objects({track.obj_id: track}, frame, stamp))
         return PreparedObject(track, frames)
 
@@ -180,10 +185,12 @@ class StreamingTracker:
             raw = self.runner.encode(pixels if pixels is not None else self.runner.pixels(g.frames[idx]))
         return self.runner.features(raw)
 
-    def _catch_up_window(self, track: ObjectTrack, g: CheckedGrounding) -> list[FrameResult]:
+    def _catch_up_window(self, track: ObjectTrack, g: CheckedGrounding,
+                         cancelled: Callable[[], bool] | None = None) -> list[FrameResult]:
         results = []
         track.next_index = g.first_prompt
         for t in range(g.first_prompt, len(g.frames)):
+            _check(cancelled)
             feats = self._window_features(g, t) if track.needs_features() else None
             adv = track.advance(self.runner, feats)
             result, event = track.commit(adv, g.stamps[t])
@@ -204,3 +211,8 @@ class StreamingTracker:
             if event is not None:
                 events.append(event)
         return FrameResult(stamp, results, tuple(events))
+
+
+def _check(cancelled: Callable[[], bool] | None) -> None:
+    if cancelled is not None and cancelled():
+        raise Cancelled("cancelled while catching up")

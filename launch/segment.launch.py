@@ -1,0 +1,66 @@
+"""Start the Sa2VA-i segment node and drive it to active.
+
+    ros2 launch sa2va_i_ros segment.launch.py model:=kumuji/Sa2VA-i-1B device:=cuda \
+        image:=/camera/color/image_raw use_depth:=true
+
+Then: ros2 service call /sa2va_i/segment sa2va_i_ros/srv/Segment "{query: 'the cup left of the bowl', track: true}"
+
+Every parameter with its default is in config/segment.yaml (params_file); the
+arguments below override the most used ones. Topics are remapped, never passed
+as parameters. If configuring fails (e.g. a wrong model path), the node stays
+up, unconfigured: fix the parameter and run `ros2 lifecycle set /sa2va_i configure`.
+"""
+
+from launch.actions import DeclareLaunchArgument, EmitEvent, RegisterEventHandler
+from launch.conditions import IfCondition
+from launch.events import matches_action
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import LifecycleNode
+from launch_ros.descriptions import ParameterValue
+from launch_ros.event_handlers import OnStateTransition
+from launch_ros.events.lifecycle import ChangeState
+from launch_ros.substitutions import FindPackageShare
+from lifecycle_msgs.msg import Transition
+
+from launch import LaunchDescription
+
+ARGUMENTS = [
+    ("model", "kumuji/Sa2VA-i-1B", "checkpoint directory or Hugging Face hub id"),
+    ("device", "auto", "cpu, cuda, cuda:N or auto"),
+    ("dtype", "auto", "float32, float16, bfloat16 or auto"),
+    ("num_frames", "5", "frames the language model sees per query"),
+    ("use_depth", "false", "subscribe to depth + camera_info and publish 3D output"),
+    ("image", "/camera/color/image_raw", "RGB image topic"),
+    ("depth", "/camera/aligned_depth_to_color/image_raw", "depth topic aligned to the image"),
+    ("camera_info", "/camera/color/camera_info", "CameraInfo topic of the image"),
+    ("namespace", "", "namespace of the node"),
+    ("node_name", "sa2va_i", "name of the node"),
+    ("autostart", "true", "configure and activate the node at launch"),
+    ("log_level", "info", "ROS log level"),
+]
+
+
+def generate_launch_description():
+    share = FindPackageShare("sa2va_i_ros")
+    declared = [DeclareLaunchArgument(name, default_value=default, description=desc)
+                for name, default, desc in ARGUMENTS]
+    declared.append(DeclareLaunchArgument(
+        "params_file", default_value=PathJoinSubstitution([share, "config", "segment.yaml"]),
+        description="YAML file with every parameter of the node"))
+    cfg = LaunchConfiguration
+    node = LifecycleNode(
+        package="sa2va_i_ros", executable="segment_node", name=cfg("node_name"), namespace=cfg("namespace"),
+        output="screen", arguments=["--ros-args", "--log-level", cfg("log_level")],
+        parameters=[cfg("params_file"), {
+            "model": cfg("model"), "device": cfg("device"), "dtype": cfg("dtype"),
+            "num_frames": ParameterValue(cfg("num_frames"), value_type=int),
+            "use_depth": ParameterValue(cfg("use_depth"), value_type=bool)}],
+        remappings=[("image", cfg("image")), ("depth", cfg("depth")), ("camera_info", cfg("camera_info"))])
+    autostart = IfCondition(cfg("autostart"))
+    configure = EmitEvent(condition=autostart, event=ChangeState(
+        lifecycle_node_matcher=matches_action(node), transition_id=Transition.TRANSITION_CONFIGURE))
+    activate = RegisterEventHandler(condition=autostart, event_handler=OnStateTransition(
+        target_lifecycle_node=node, start_state="configuring", goal_state="inactive",
+        entities=[EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
+                                              transition_id=Transition.TRANSITION_ACTIVATE))]))
+    return LaunchDescription([*declared, node, activate, configure])

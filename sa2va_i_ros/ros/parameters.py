@@ -1,0 +1,117 @@
+"""Every parameter of the segment node, declared once with its description and bounds.
+
+``PARAMETERS`` is the single source: the node declares them from it (with
+``ParameterDescriptor`` ranges, read-only flags and allowed values), a test
+checks that config/segment.yaml lists each one with its default, and the README
+table is checked against it. ``applies`` says when a change takes effect:
+``configure`` (model loading, buffer), ``activate`` (subscriptions), ``live``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: Any
+    description: str
+    applies: str = "live"
+    choices: tuple[str, ...] = ()
+    low: float | None = None
+    high: float | None = None
+    read_only: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+PARAMETERS: tuple[Param, ...] = (
+    # model
+    Param("model", "kumuji/Sa2VA-i-1B", "Sa2VA-i / Sa2VA checkpoint: a directory or a Hugging Face hub id",
+          "configure"),
+    Param("original_sam2", "", "SAM 2.0 Hiera-L safetensors giving the original decoder (plain Sa2VA "
+          "checkpoints only; Sa2VA-i checkpoints hold both decoders)", "configure"),
+    Param("device", "auto", "cpu, cuda, cuda:N, or auto (cuda when available)", "configure"),
+    Param("dtype", "auto", "float32, float16, bfloat16, or auto (bfloat16 on cuda as Sa2VA, float32 on cpu)",
+          "configure", choices=("auto", "float32", "float16", "bfloat16")),
+    Param("max_new_tokens", 2048, "longest answer the language model may generate (Sa2VA: 2048)", "live",
+          low=1, high=8192),
+    # grounding defaults (a request may override them)
+    Param("num_frames", 5, "frames the language model sees per query (Sa2VA-i evaluation: 5)", "live",
+          low=1, high=64),
+    Param("max_num_frames", 32, "largest num_frames a request may ask for", "live", low=1, high=64),
+    Param("sampling", "uniform", "uniform (Sa2VA-i) or first (original Sa2VA)", "live",
+          choices=("uniform", "first")),
+    Param("prompt_frames", "all", "which sampled masks seed SAM2: all (Sa2VA-i code) or first (paper Table 6)",
+          "live", choices=("all", "first")),
+    Param("max_query_chars", 1000, "longest query accepted, in characters", "live", low=1, high=100000),
+    Param("max_queued_requests", 0, "grounding requests that may wait while one runs (0: answer busy)",
+          "live", low=0, high=16),
+    # frame buffer
+    Param("buffer_max_frames", 300, "frames kept for grounding on past frames", "configure", low=1,
+          high=100000),
+    Param("buffer_max_seconds", 30.0, "age limit of buffered frames, by header stamp", "configure",
+          low=0.1, high=3600.0),
+    Param("buffer_max_megabytes", 512, "memory limit of the frame buffer", "configure", low=1, high=65536),
+    # inputs
+    Param("image_qos", "sensor_data", "QoS of the image/depth subscriptions: sensor_data (best effort), "
+          "reliable or system_default", "activate", choices=("sensor_data", "reliable", "system_default")),
+    Param("image_queue_depth", 2, "subscription queue depth (small: the node buffers frames itself)",
+          "activate", low=1, high=100),
+    Param("use_depth", False, "subscribe to depth and camera_info; publish 3D centroids and object points",
+          "activate"),
+    Param("depth_sync_tolerance", 0.02, "largest stamp difference, in seconds, between an image and its depth",
+          "activate", low=0.0, high=1.0),
+    Param("depth_wait", 0.1, "seconds a frame's output waits for its depth image before going out without 3D",
+          "activate", low=0.0, high=5.0),
+    Param("max_points", 20000, "most points per object in ~/object_points (strided when more)", "live",
+          low=1, high=10000000),
+    # tracking
+    Param("max_tracks", 8, "most objects tracked at once", "live", low=1, high=64),
+    Param("presence_threshold", 0.5, "presence probability below which a frame counts as 'not seen'",
+          "live", low=0.0, high=1.0),
+    Param("lost_after_frames", 10, "consecutive 'not seen' frames before a track is reported lost", "live",
+          low=1, high=10000),
+    Param("found_after_frames", 1, "consecutive 'seen' frames before a lost track is reported found",
+          "live", low=1, high=10000),
+    Param("gap_policy", "catch_up", "frames that arrived while grounding ran: catch_up (track through "
+          "them) or skip (jump to the newest)", "live", choices=("catch_up", "skip")),
+    # outputs
+    Param("publish_overlay", True, "publish ~/overlay (rgb8, for RViz)", "live"),
+    Param("diagnostics_period", 1.0, "seconds between /diagnostics messages", "activate", low=0.1,
+          high=60.0, read_only=True),
+)
+
+BY_NAME = {p.name: p for p in PARAMETERS}
+
+
+def check_value(param: Param, value: Any) -> str | None:
+    """Why ``value`` is not acceptable for ``param`` (None when it is)."""
+    if isinstance(param.default, bool) != isinstance(value, bool):
+        return f"{param.name} must be a {type(param.default).__name__}"
+    if param.choices and value not in param.choices:
+        return f"{param.name} must be one of {', '.join(param.choices)}; got {value!r}"
+    if param.low is not None and not (param.low <= value <= param.high):
+        return f"{param.name} must lie in [{param.low}, {param.high}]; got {value!r}"
+    return None
+
+
+def declare_all(node) -> None:
+    """Declare every parameter on a rclpy node with a descriptor (ranges, read-only, choices)."""
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+    for p in PARAMETERS:
+        desc = ParameterDescriptor(
+            description=f"{p.description} (takes effect on {p.applies})", read_only=p.read_only,
+            additional_constraints=f"one of: {', '.join(p.choices)}" if p.choices else "")
+        if p.low is not None and isinstance(p.default, int) and not isinstance(p.default, bool):
+            desc.integer_range = [IntegerRange(from_value=int(p.low), to_value=int(p.high), step=1)]
+        elif p.low is not None and isinstance(p.default, float):
+            desc.floating_point_range = [FloatingPointRange(from_value=float(p.low), to_value=float(p.high),
+                                                            step=0.0)]
+        node.declare_parameter(p.name, p.default, desc)
+
+
+def read_all(node) -> dict[str, Any]:
+    return {p.name: node.get_parameter(p.name).value for p in PARAMETERS}

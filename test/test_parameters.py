@@ -1,0 +1,53 @@
+"""Parameters: one declaration, config/segment.yaml and the launch file kept in step with it."""
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sa2va_i_ros.ros.parameters import BY_NAME, PARAMETERS, check_value
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_config_yaml_lists_every_parameter_with_its_default():
+    values = yaml.safe_load((ROOT / "config" / "segment.yaml").read_text())["/**"]["ros__parameters"]
+    assert set(values) == set(BY_NAME)
+    for p in PARAMETERS:
+        assert values[p.name] == p.default and type(values[p.name]) is type(p.default), p.name
+
+
+def test_config_and_readme_are_the_generated_ones():
+    """tools/param_docs.py writes both from the declarations; nothing was edited by hand since."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("param_docs", ROOT / "tools" / "param_docs.py")
+    docs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(docs)
+    assert (ROOT / "config" / "segment.yaml").read_text() == docs.config_yaml()
+    assert docs.readme_table() in (ROOT / "README.md").read_text()
+    assert all(f"`{p.name}`" in docs.readme_table() for p in PARAMETERS)
+
+
+def test_defaults_pass_their_own_checks_and_bad_values_are_refused():
+    for p in PARAMETERS:
+        assert check_value(p, p.default) is None, p.name
+    assert "one of" in check_value(BY_NAME["sampling"], "random")
+    assert "[1, 64]" in check_value(BY_NAME["num_frames"], 0)
+    assert "must be a bool" in check_value(BY_NAME["use_depth"], 1)
+
+
+def test_launch_file_declares_the_documented_arguments():
+    tree = ast.parse((ROOT / "launch" / "segment.launch.py").read_text())
+    assigned = next(n for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "ARGUMENTS")
+    names = {elt.elts[0].value for elt in assigned.value.elts}
+    assert {"model", "device", "dtype", "num_frames", "image", "depth", "camera_info", "namespace",
+            "use_depth"} <= names
+    readme = (ROOT / "README.md").read_text()
+    assert all(f"`{n}`" in readme for n in names)
+
+
+@pytest.mark.parametrize("name", ["model", "device", "dtype", "num_frames", "use_depth"])
+def test_launch_arguments_feed_declared_parameters(name):
+    assert name in BY_NAME

@@ -1,0 +1,275 @@
+"""The segment node with real rclpy and the tiny checkpoint: what a ROS user sees."""
+
+import math
+import threading
+
+import numpy as np
+import pytest
+from node_harness import SIZE, NodeHarness, camera_info, depth_msg, image_msg, stamp_ns
+from rclpy.parameter import Parameter
+from sa2va_i_ros.action import SegmentAndTrack
+from sa2va_i_ros.msg import TrackEvent
+
+from sa2va_i_ros.ros.conversions import stamp_to_ns
+
+pytestmark = pytest.mark.ros
+QUERY = "the cup left of the bowl"
+
+
+@pytest.fixture(scope="module")
+def harness(tiny_checkpoint):
+    h = NodeHarness(tiny_checkpoint, use_depth=True, lost_after_frames=2)
+    h.start()
+    h.info_pub.publish(camera_info())
+    yield h
+    h.close()
+
+
+@pytest.fixture(autouse=True)
+def clean(harness):
+    """Each test starts with no track and an empty buffer."""
+    yield
+    if harness.node.session is not None:
+        harness.node.session.stop(0)
+        harness.node.session.buffer.clear()
+    harness.node._pairer.clear()  # the next test reuses the same stamps
+    for msgs in harness.got.values():
+        msgs.clear()
+
+
+def fresh_frames(harness, start, stop, depth=False):
+    for i in range(start, stop):
+        if depth:
+            harness.depth_pub.publish(depth_msg(i))
+        harness.image_pub.publish(image_msg(i))
+    harness.wait_for(lambda: harness.buffered() == stop - start, f"{stop - start} frames buffered")
+
+
+def test_segment_returns_masks_and_every_output_carries_its_frames_header(harness):
+    fresh_frames(harness, 0, 10, depth=True)
+    r = harness.segment(QUERY, track=True)
+    assert r.success, r.message
+    assert r.track_id > 0 and r.answer == "Sure, [SEG]." and r.window_frames == 10
+    assert list(r.sampled_indices) == [0, 2, 4, 6, 9]
+    assert [stamp_to_ns(s) for s in r.sampled_stamps] == [stamp_ns(i) for i in (0, 2, 4, 6, 9)]
+    assert stamp_to_ns(r.object.header.stamp) == stamp_ns(9) and r.object.query == QUERY
+    assert r.object.mask.encoding == "mono8" and (r.object.mask.height, r.object.mask.width) == SIZE
+    assert r.timing.total_ms > 0 and r.timing.language_ms > 0 and r.timing.propagate_ms > 0
+
+    for i in range(10, 16):
+        harness.depth_pub.publish(depth_msg(i))
+        harness.image_pub.publish(image_msg(i))
+    harness.wait_for(lambda: len(harness.got["objects"]) >= 6, "objects for the 6 new frames")
+    harness.wait_for(lambda: len(harness.got["mask"]) >= 6, "masks for the 6 new frames")
+    expected = [stamp_ns(i) for i in range(10, 16)]
+    for key in ("objects", "mask", "overlay"):
+        assert [stamp_to_ns(m.header.stamp) for m in harness.got[key]] == expected, key
+        assert all(m.header.frame_id == "camera_color_optical_frame" for m in harness.got[key])
+    for arr in harness.got["objects"]:
+        (obj,) = arr.objects
+        assert obj.track_id == r.track_id and obj.query == QUERY and 0.0 <= obj.score <= 1.0
+        assert obj.header == arr.header and obj.mask.header == arr.header
+        mask = np.frombuffer(bytes(obj.mask.data), np.uint8).reshape(SIZE)
+        assert set(np.unique(mask)) <= {0, 255} and obj.area == int((mask == 255).sum())
+        if obj.area:
+            assert math.isclose(obj.centroid.z, 0.8, abs_tol=1e-3)  # the depth plane at 0.8 m
+        else:
+            assert math.isnan(obj.centroid.z)
+    assert all(m.encoding == "mono8" for m in harness.got["mask"])
+    started = [e for e in harness.got["events"] if e.event == TrackEvent.STARTED]
+    assert len(started) == 1 and started[0].track_id == r.track_id
+
+
+def test_object_points_lie_on_the_depth_plane(harness):
+    fresh_frames(harness, 0, 6, depth=True)
+    r = harness.segment(QUERY)
+    for i in range(6, 12):
+        harness.depth_pub.publish(depth_msg(i))
+        harness.image_pub.publish(image_msg(i))
+    harness.wait_for(lambda: len(harness.got["objects"]) >= 6, "objects")
+    areas = {stamp_to_ns(a.header.stamp): a.objects[0].area for a in harness.got["objects"]}
+    for cloud in harness.got["points"]:
+        pts = np.frombuffer(bytes(cloud.data), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("id", "<u4")])
+        assert cloud.width == len(pts) and (pts["id"] == r.track_id).all()
+        assert areas[stamp_to_ns(cloud.header.stamp)] >= len(pts)
+        np.testing.assert_allclose(pts["z"], 0.8, atol=1e-3)
+
+
+def test_several_tracks_give_an_instance_mask_and_stop_works(harness):
+    fresh_frames(harness, 0, 6)
+    a, b = harness.segment(QUERY).track_id, harness.segment("the bowl").track_id
+    harness.publish_frames(6, 8)
+    harness.wait_for(lambda: len(harness.got["objects"]) >= 2, "objects with both tracks")
+    assert sorted(o.track_id for o in harness.got["objects"][-1].objects) == sorted([a, b])
+    assert harness.got["mask"][-1].encoding == "mono16"
+    ids = np.frombuffer(bytes(harness.got["mask"][-1].data), "<u2")
+    assert set(np.unique(ids)) <= {0, a, b}
+
+    unknown = harness.stop(9999)
+    assert not unknown.success and "no track 9999" in unknown.message
+    r = harness.stop(a)
+    assert r.success and list(r.stopped_ids) == [a]
+    n = len(harness.got["objects"])
+    harness.publish_frames(8, 9)
+    harness.wait_for(lambda: len(harness.got["objects"]) > n, "objects after stop")
+    assert [o.track_id for o in harness.got["objects"][-1].objects] == [b]
+    assert harness.stop(0).stopped_ids.tolist() == [b]
+    stopped = [e.track_id for e in harness.got["events"] if e.event == TrackEvent.STOPPED]
+    assert sorted(stopped) == sorted([a, b])
+
+
+def test_action_feedback_result_and_cancel(harness):
+    fresh_frames(harness, 0, 6)
+    client = harness.action_client
+    assert client.wait_for_server(10)
+    feedback = []
+    goal = SegmentAndTrack.Goal(query=QUERY, track=True)
+    send = client.send_goal_async(goal, feedback_callback=lambda f: feedback.append(f.feedback.stage))
+    harness.wait_for(send.done, "goal accepted")
+    result = send.result().get_result_async()
+    harness.wait_for(result.done, "result")
+    res = result.result().result
+    assert res.success and res.track_id > 0 and res.answer == "Sure, [SEG]."
+    assert feedback[:3] == ["sampling", "language_model", "decoding"] and "catching_up" in feedback
+
+    # cancel: a goal cancelled while it runs ends CANCELED and leaves no track behind
+    tracks_before = list(harness.node.session.track_ids)
+    started = threading.Event()
+    send = client.send_goal_async(goal, feedback_callback=lambda f: started.set())
+    harness.wait_for(send.done, "goal accepted")
+    handle = send.result()
+    harness.wait_for(started.is_set, "first feedback")
+    cancel = handle.cancel_goal_async()
+    harness.wait_for(cancel.done, "cancel answered")
+    outcome = handle.get_result_async()
+    harness.wait_for(outcome.done, "cancelled result")
+    assert outcome.result().status == 5  # GoalStatus.STATUS_CANCELED
+    assert not outcome.result().result.success
+    assert harness.node.session.track_ids == tracks_before
+
+
+def test_concurrent_clients_are_all_answered(harness):
+    harness.node.set_parameters([Parameter("max_queued_requests", value=4)])
+    fresh_frames(harness, 0, 6)
+    futures = [harness.segment_client.call_async(harness.segment_client.srv_type.Request(query=q, track=False))
+               for q in ("the cup", "the bowl", "the red box", "the cup left of the bowl")]
+    harness.wait_for(lambda: all(f.done() for f in futures), "four replies", timeout=120)
+    replies = [f.result() for f in futures]
+    assert all(r.success for r in replies), [r.message for r in replies]
+    harness.node.set_parameters([Parameter("max_queued_requests", value=0)])
+
+
+@pytest.mark.parametrize("request_kw, message", [
+    (dict(query=""), "empty"), (dict(query="  \t"), "empty"), (dict(query="x" * 100_000), "max_query_chars"),
+    (dict(query="the cup \ufffd"), "not valid UTF-8"), (dict(query=QUERY, num_frames=10_000), "outside"),
+    (dict(query=QUERY, sampling="random"), "sampling"), (dict(query=QUERY, prompt_frames="x"), "prompt_frames"),
+    (dict(query=QUERY, window_sec=-2.0), "window_sec"),
+])
+def test_bad_requests_are_answered_and_change_nothing(harness, request_kw, message):
+    fresh_frames(harness, 0, 4)
+    r = harness.segment(**request_kw)
+    assert not r.success and message in r.message
+    assert harness.node.session.track_ids == [] and harness.buffered() == 4
+
+
+def test_query_before_any_frame(harness):
+    r = harness.segment(QUERY)
+    assert not r.success and "no frames buffered yet" in r.message
+
+
+@pytest.mark.parametrize("mutate, counted", [
+    (lambda m: setattr(m, "encoding", "yuv422"), "image UnsupportedEncoding"),
+    (lambda m: (setattr(m, "height", 0), setattr(m, "width", 0), setattr(m, "data", b"")), "image InvalidImage"),
+    (lambda m: setattr(m, "step", m.step + 7), "image InvalidImage"),
+])
+def test_bad_images_are_dropped_counted_and_the_node_keeps_going(harness, mutate, counted):
+    fresh_frames(harness, 0, 3)
+    before = harness.node._counts.get(counted, 0)
+    msg = image_msg(3)
+    mutate(msg)
+    harness.image_pub.publish(msg)
+    harness.wait_for(lambda: harness.node._counts.get(counted, 0) > before, f"{counted} counted")
+    fresh_frames_after = 4
+    harness.image_pub.publish(image_msg(fresh_frames_after))
+    harness.wait_for(lambda: harness.buffered() == 4, "the next good frame buffered")
+
+
+def test_out_of_order_duplicate_and_size_change(harness):
+    fresh_frames(harness, 0, 5)
+    r = harness.segment(QUERY)
+    assert r.success
+    for msg in (image_msg(4), image_msg(2)):  # duplicate, then late
+        harness.image_pub.publish(msg)
+    harness.wait_for(lambda: harness.node._counts.get("image out_of_order", 0) >= 1
+                     and harness.node._counts.get("image duplicate", 0) >= 1, "both counted")
+    assert harness.buffered() == 5 and harness.node.session.track_ids == [r.track_id]
+    harness.image_pub.publish(image_msg(5, size=(120, 160)))  # the camera switches resolution
+    harness.wait_for(lambda: len(harness.got["objects"]) >= 1, "tracked on the new size")
+    assert (harness.got["mask"][-1].height, harness.got["mask"][-1].width) == (120, 160)
+
+
+def test_bad_depth_never_breaks_the_rgb_outputs(harness):
+    fresh_frames(harness, 0, 4, depth=True)
+    r = harness.segment(QUERY)
+    bad = depth_msg(4, size=(48, 64))  # another size than the image
+    nan_depth = depth_msg(5)
+    nan_depth.encoding, nan_depth.step = "32FC1", SIZE[1] * 4
+    nan_depth.data = np.array([[np.nan, np.inf, 0.0, -1.0] * (SIZE[1] // 4)] * SIZE[0], "<f4").tobytes()
+    for i, dmsg in ((4, bad), (5, nan_depth)):
+        harness.depth_pub.publish(dmsg)
+        harness.image_pub.publish(image_msg(i))
+    harness.wait_for(lambda: len(harness.got["objects"]) >= 2, "objects for both frames")
+    assert harness.node._counts.get("depth mismatch", 0) >= 1
+    last = harness.got["objects"][-1].objects[0]
+    assert last.track_id == r.track_id and math.isnan(last.centroid.z)  # no valid depth under the mask
+
+
+def test_parameter_updates_are_checked(harness):
+    results = harness.node.set_parameters([Parameter("num_frames", value=0), Parameter("sampling", value="x"),
+                                           Parameter("presence_threshold", value=1.5),
+                                           Parameter("diagnostics_period", value=2.0)])
+    assert [r.successful for r in results] == [False, False, False, False]
+    ok = harness.node.set_parameters([Parameter("num_frames", value=3)])[0]
+    assert ok.successful and harness.node.session.settings.num_frames == 3
+    harness.node.set_parameters([Parameter("num_frames", value=5)])
+
+
+def test_diagnostics_report_rates_model_and_tracks(harness):
+    fresh_frames(harness, 0, 4)
+    harness.segment(QUERY)
+    harness.publish_frames(4, 8, period=0.05)
+    harness.wait_for(lambda: any("track" in s.name for d in harness.got["diag"] for s in d.status),
+                     "a diagnostics message with the track", timeout=10)
+    names = {s.name.split(": ")[-1] for d in harness.got["diag"] for s in d.status}
+    assert {"model", "input", "output"} <= names
+
+
+def test_lifecycle_deactivate_cleanup_configure_again(tiny_checkpoint, tmp_path):
+    h = NodeHarness(tmp_path / "missing", name="sa2va_i_lifecycle")
+    try:
+        assert h.node.trigger_configure().name == "FAILURE"  # a missing checkpoint: node stays up
+        corrupt = tmp_path / "corrupt"
+        corrupt.mkdir()
+        (corrupt / "config.json").write_text("{ not json")
+        h.node.set_parameters([Parameter("model", value=str(corrupt))])
+        assert h.node.trigger_configure().name == "FAILURE"
+        r = h.segment(QUERY)
+        assert not r.success and "not configured" in r.message
+        h.node.set_parameters([Parameter("model", value=str(tiny_checkpoint))])
+        h.start()
+        h.publish_frames(0, 4)
+        h.wait_for(lambda: h.buffered() == 4, "frames buffered")
+        assert h.segment(QUERY).success
+        assert h.node.trigger_deactivate().name == "SUCCESS"
+        r = h.segment(QUERY)
+        assert not r.success and "not active" in r.message
+        n = len(h.got["objects"])
+        h.publish_frames(4, 6)
+        assert len(h.got["objects"]) == n  # deactivated: nothing processed
+        assert h.node.trigger_cleanup().name == "SUCCESS" and h.node.session is None
+        h.start()  # configure + activate again
+        h.publish_frames(10, 13)
+        h.wait_for(lambda: h.buffered() == 3, "frames buffered after re-configure")
+        assert h.segment(QUERY).success
+    finally:
+        h.close()
