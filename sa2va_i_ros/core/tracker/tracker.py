@@ -84,14 +84,16 @@ class StreamingTracker:
 
     def prepare_object(self, grounding: Grounding, *, obj_id: int,
                        later: Sequence[tuple[np.ndarray, Any]] = (),
-                       cancelled: Callable[[], bool] | None = None) -> PreparedObject:
+                       cancelled: Callable[[], bool] | None = None,
+                       on_frame: Callable[[FrameResult], None] | None = None) -> PreparedObject:
         """Seed a new object and track it through its window and ``later``, outside the tracker.
 
         Nothing the tracked objects hold is read or changed, so a caller may run
         this without the lock that guards ``step`` (the catch-up through a long
         buffer then does not stall live tracking); ``join`` adds the object.
         ``cancelled`` is polled before every frame: when it returns True the
-        preparation stops with ``Cancelled`` and nothing is kept.
+        preparation stops with ``Cancelled`` and nothing is kept. ``on_frame`` sees
+        each output as it is made (progress bars).
         """
         if isinstance(obj_id, bool) or not isinstance(obj_id, int | np.integer):
             raise ValueError(f"obj_id must be an integer, got {obj_id!r}")
@@ -100,10 +102,12 @@ class StreamingTracker:
         later = [self._check_later(item, g.frame_size, k) for k, item in enumerate(later)]
         with torch.inference_mode():
             track = self._new_track(int(obj_id), g)
-            frames = self._catch_up_window(track, g, cancelled)
+            frames = self._catch_up_window(track, g, cancelled, on_frame)
             for frame, stamp in later:
                 _check(cancelled)
                 frames.append(self._step_objects({track.obj_id: track}, frame, stamp))
+                if on_frame is not None:
+                    on_frame(frames[-1])
         return PreparedObject(track, frames)
 
     def join(self, prepared: PreparedObject, *, later: Sequence[tuple[np.ndarray, Any]] = (),
@@ -185,8 +189,8 @@ class StreamingTracker:
             raw = self.runner.encode(pixels if pixels is not None else self.runner.pixels(g.frames[idx]))
         return self.runner.features(raw)
 
-    def _catch_up_window(self, track: ObjectTrack, g: CheckedGrounding,
-                         cancelled: Callable[[], bool] | None = None) -> list[FrameResult]:
+    def _catch_up_window(self, track: ObjectTrack, g: CheckedGrounding, cancelled: Callable[[], bool] | None = None,
+                         on_frame: Callable[[FrameResult], None] | None = None) -> list[FrameResult]:
         results = []
         track.next_index = g.first_prompt
         for t in range(g.first_prompt, len(g.frames)):
@@ -195,6 +199,8 @@ class StreamingTracker:
             adv = track.advance(self.runner, feats)
             result, event = track.commit(adv, g.stamps[t])
             results.append(FrameResult(g.stamps[t], {track.obj_id: result}, (event,) if event else ()))
+            if on_frame is not None:
+                on_frame(results[-1])
         return results
 
     def _step_objects(self, objects: dict[int, ObjectTrack], frame: np.ndarray, stamp: Any) -> FrameResult:

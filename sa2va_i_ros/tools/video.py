@@ -1,0 +1,95 @@
+"""``sa2va-i-video``: Sa2VA-i on a video file or a frame folder, masks for every frame.
+
+    sa2va-i-video --model kumuji/Sa2VA-i-1B --input clip.mp4 --query "the cup left of the bowl" \
+        --query "the bowl" --out out/ [--num-frames 5] [--device cuda]
+
+Writes, per query, ``OUT/<k>_<query>/<frame>.png`` (mono 0/255 mask per frame) and
+``overlay.mp4`` (unless --no-overlay), and ``OUT/result.json`` with the answers,
+the sampled indices and the timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from sa2va_i_ros.core.errors import Sa2VAError
+from sa2va_i_ros.core.geometry import overlay
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="sa2va-i-video", description=__doc__.split("\n")[0])
+    p.add_argument("--model", required=True, help="checkpoint directory or Hugging Face hub id")
+    p.add_argument("--input", required=True, help="video file or folder of frames")
+    p.add_argument("--query", required=True, action="append", help="referring expression (repeatable)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--num-frames", type=int, default=5, help="frames the language model sees (default 5)")
+    p.add_argument("--sampling", choices=("uniform", "first"), default="uniform")
+    p.add_argument("--prompt-frames", choices=("all", "first"), default="all")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
+    p.add_argument("--original-sam2", default=None, help="SAM 2.0 safetensors (plain Sa2VA checkpoints only)")
+    p.add_argument("--max-frames", type=int, default=None, help="read at most this many frames")
+    p.add_argument("--no-overlay", action="store_true", help="skip overlay.mp4")
+    return p.parse_args(argv)
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")[:40] or "query"
+
+
+def main(argv=None) -> int:
+    from sa2va_i_ros.core.pipeline import VideoPipeline
+    from sa2va_i_ros.tools.media import read_frames, write_mask, write_video
+
+    args = parse_args(argv)
+    out = Path(args.out)
+    try:
+        frames, names, fps = read_frames(args.input, args.max_frames)
+        t0 = time.perf_counter()
+        pipeline = VideoPipeline.load(args.model, args.device, args.dtype, args.original_sam2)
+        load_ms = (time.perf_counter() - t0) * 1e3
+    except (Sa2VAError, ValueError, OSError) as exc:
+        print(f"sa2va-i-video: {exc}", file=sys.stderr)
+        return 2
+    out.mkdir(parents=True, exist_ok=True)
+    report = {"model": args.model, "input": str(args.input), "frames": len(frames), "load_ms": load_ms,
+              "options": {"num_frames": args.num_frames, "sampling": args.sampling,
+                          "prompt_frames": args.prompt_frames, "device": args.device, "dtype": args.dtype},
+              "queries": []}
+    for k, query in enumerate(args.query):
+        bar = tqdm(total=len(frames), desc=f"{query[:30]}", unit="frame")
+        try:
+            result = pipeline.run(frames, query, num_frames=args.num_frames, sampling=args.sampling,
+                                  prompt_frames=args.prompt_frames,
+                                  progress=lambda done, total, bar=bar: bar.update(1))
+        except (Sa2VAError, ValueError) as exc:
+            bar.close()
+            print(f"sa2va-i-video: {query!r}: {exc}", file=sys.stderr)
+            report["queries"].append({"query": query, "error": str(exc)})
+            continue
+        bar.close()
+        folder = out / f"{k}_{slug(query)}"
+        folder.mkdir(exist_ok=True)
+        for name, mask in zip(names, result.masks, strict=True):
+            write_mask(folder / f"{name}.png", mask)
+        if not args.no_overlay:
+            write_video(folder / "overlay.mp4", [overlay(f, {1: m}) for f, m in zip(frames, result.masks,
+                                                                                   strict=True)], fps)
+        report["queries"].append({"query": query, "answer": result.answer, "reason": result.reason,
+                                  "sampled_indices": result.sampled_indices, "masks": str(folder),
+                                  "frames_with_mask": int(sum(m.any() for m in result.masks)),
+                                  "timings_ms": result.timings_ms})
+        print(f"{query!r}: {result.answer!r}, masks in {folder}")
+    (out / "result.json").write_text(json.dumps(report, indent=2) + "\n")
+    return 0 if all("error" not in q for q in report["queries"]) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
