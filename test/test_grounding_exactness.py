@@ -156,11 +156,25 @@ def test_decoder_call_equals_a_direct_call_of_sam2s_mask_decoder(engine, frames)
 def test_grounding_uses_the_finetuned_decoder_not_the_original(engine, frames):
     result = engine.ground(frames, QUERY)
     model = engine.model
-    raw = result.sam2_features
+    pixels = torch.stack([result.sam2_pixels[i] for i in result.sampled_indices])
     with torch.no_grad():
-        batch = {k: [torch.cat([raw[i][k][lvl] for i in result.sampled_indices]) for lvl in range(3)]
-                 for k in raw[0]}
+        raw = encode_image(model.sam2, pixels)
         lang = result.seg_embeddings[0].reshape(1, 1, -1).expand(len(result.sampled_indices), 1, -1)
-        orig = model.sam2.sam_mask_decoder
-        low, _, _ = decode_language_prompt(model.sam2, orig, with_decoder_convs(batch, orig), lang)
-    assert not np.array_equal(logits_to_masks(low, 120, 160).numpy(), result.masks[0])
+        fine, orig = model.finetuned_decoder, model.sam2.sam_mask_decoder
+        low_fine, _, _ = decode_language_prompt(model.sam2, fine, with_decoder_convs(raw, fine), lang)
+        low_orig, _, _ = decode_language_prompt(model.sam2, orig, with_decoder_convs(raw, orig), lang)
+    np.testing.assert_array_equal(logits_to_masks(low_fine, 120, 160).numpy(), result.masks[0])
+    assert not np.array_equal(logits_to_masks(low_orig, 120, 160).numpy(), result.masks[0])
+
+
+def test_features_handed_to_the_tracker_are_the_original_decoders(engine, frames):
+    """The tracker reuses the encoder pass of grounding: the original decoder's convs, shared pos enc."""
+    result = engine.ground(frames, QUERY)
+    sam2 = engine.model.sam2
+    first, second = (result.sam2_features[i] for i in result.sampled_indices[:2])
+    assert first["convs"] == "original"
+    with torch.no_grad():
+        expected = with_decoder_convs(encode_image(sam2, result.sam2_pixels[0][None]), sam2.sam_mask_decoder)
+    for got, want in zip(first["backbone_fpn"], expected["backbone_fpn"], strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert all(a is b for a, b in zip(first["vision_pos_enc"], second["vision_pos_enc"], strict=True))

@@ -53,7 +53,9 @@ class GroundingResult:
     reason: str
     frame_size: tuple[int, int]
     sam2_pixels: dict[int, torch.Tensor] = field(default_factory=dict)  # frame -> (3, S, S)
-    sam2_features: dict[int, dict] = field(default_factory=dict)  # frame -> raw encoder output, batch 1
+    # frame -> encoder output through the ORIGINAL decoder's convs (batch 1, "convs": "original"),
+    # what the tracker propagates from without running the encoder again
+    sam2_features: dict[int, dict] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -170,11 +172,11 @@ class GroundingEngine:
         t2 = time.perf_counter()
         report("decoding", 0.6, f"SAM2 image encoder on {len(unique)} frames")
         result.sam2_pixels = sam_pixels
-        result.sam2_features = self._encode(sam_pixels)
+        for_decoding, result.sam2_features = self._encode(sam_pixels)
         masks = []
         for k, emb in enumerate(seg_embeddings):
             report("decoding", 0.6 + 0.3 * k / len(seg_embeddings), f"[SEG] {k + 1} on {len(sampled)} frames")
-            masks.append(self._decode(result.sam2_features, sampled, emb, height, width))
+            masks.append(self._decode(for_decoding, sampled, emb, height, width))
         result.masks = np.stack(masks)
         timings["decode"] = (time.perf_counter() - t2) * 1e3
         timings["total"] = (time.perf_counter() - t0) * 1e3
@@ -194,23 +196,36 @@ class GroundingEngine:
                               stop=self.stop, max_new_tokens=opts.max_new_tokens, cancelled=cancelled)
         return gen, model.text_hidden_fcs(gen.seg_hidden)
 
-    def _encode(self, pixels: dict[int, torch.Tensor]) -> dict[int, dict]:
-        """Raw image-encoder features per frame, one batched pass."""
-        order = list(pixels)
-        batch = torch.stack([pixels[i] for i in order]).to(self.device, self.dtype)
-        with autocast(self.device, self.dtype):
-            raw = encode_image(self.model.sam2, batch)
-        return {i: {key: [level[k:k + 1] for level in levels] for key, levels in raw.items()}
-                for k, i in enumerate(order)}
+    def _encode(self, pixels: dict[int, torch.Tensor]) -> tuple[dict[int, dict], dict[int, dict]]:
+        """Image encoder once per frame; features for the finetuned and for the original decoder.
+
+        Frames go through one at a time and their raw multi-level features are
+        reduced right away by each decoder's 1x1 convolutions (the level-0 map
+        shrinks 8x), so the full-resolution raw maps of all sampled frames never
+        coexist. Positional encodings depend only on the map size: one copy is
+        shared by every frame. The original-decoder features (``convs`` =
+        "original") are what the tracker propagates from.
+        """
+        model, finetuned, shared_pos = self.model, self.model.finetuned_decoder, None
+        for_decoding, for_tracking = {}, {}
+        for i, px in pixels.items():
+            with autocast(self.device, self.dtype):
+                raw = encode_image(model.sam2, px[None].to(self.device, self.dtype))
+                shared_pos = shared_pos or raw["vision_pos_enc"]
+                raw["vision_pos_enc"] = shared_pos
+                for_decoding[i] = with_decoder_convs(raw, finetuned)
+                for_tracking[i] = {**with_decoder_convs(raw, model.sam2.sam_mask_decoder), "convs": "original"}
+            del raw
+        return for_decoding, for_tracking
 
     def _decode(self, features: dict[int, dict], sampled: list[int], embedding: torch.Tensor,
                 height: int, width: int) -> np.ndarray:
         """Masks (len(sampled), H, W) of one [SEG] embedding, every sampled frame decoded alone."""
-        batch = {key: [torch.cat([features[i][key][lvl] for i in sampled]) for lvl in range(len(levels))]
-                 for key, levels in features[sampled[0]].items()}
+        levels = len(features[sampled[0]]["backbone_fpn"])
+        backbone = {key: [torch.cat([features[i][key][lvl] for i in sampled]) for lvl in range(levels)]
+                    for key in ("backbone_fpn", "vision_pos_enc")}
         language = embedding.reshape(1, 1, -1).expand(len(sampled), 1, -1)
         with autocast(self.device, self.dtype):
-            backbone = with_decoder_convs(batch, self.model.finetuned_decoder)
             low_res, _, _ = decode_language_prompt(self.model.sam2, self.model.finetuned_decoder, backbone,
                                                    language)
         return logits_to_masks(low_res, height, width).cpu().numpy()

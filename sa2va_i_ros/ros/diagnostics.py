@@ -31,6 +31,22 @@ class RateMeter:
         return len(self._times) / self.window
 
 
+class Percentiles:
+    """p50/p95 of the last ``n`` values (a cheap sliding window)."""
+
+    def __init__(self, n: int = 200):
+        self._values: deque[float] = deque(maxlen=n)
+
+    def add(self, value: float) -> None:
+        self._values.append(value)
+
+    def get(self, q: float) -> float:
+        if not self._values:
+            return float("nan")
+        ordered = sorted(self._values)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
 def status(name: str, level: int, message: str, values: dict) -> DiagnosticStatus:
     return DiagnosticStatus(level=level, name=name, message=message, hardware_id="sa2va_i_ros",
                             values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])

@@ -42,7 +42,7 @@ from sa2va_i_ros.srv import Segment, StopTracking
 
 from . import conversions as conv
 from .depth_pairing import DepthPairer
-from .diagnostics import ERROR, OK, WARN, RateMeter, diagnostic_array, status
+from .diagnostics import ERROR, OK, WARN, Percentiles, RateMeter, diagnostic_array, status
 from .outputs import frame_messages
 from .parameters import BY_NAME, check_value, declare_all, read_all
 
@@ -100,6 +100,7 @@ class SegmentNode(LifecycleNode):
         self._counts: dict[str, int] = {}
         self._in_rate, self._out_rate = RateMeter(), RateMeter()
         self._last_lag_ms = float("nan")
+        self._overhead_ms = Percentiles()  # image callback time minus the tracker step
         self._model_state = "unconfigured"
         self._frames_group = MutuallyExclusiveCallbackGroup()
         self._depth_group = MutuallyExclusiveCallbackGroup()  # never starved by slow image callbacks
@@ -249,6 +250,7 @@ class SegmentNode(LifecycleNode):
         session = self.session
         if not self.active or session is None:
             return
+        t0 = time.perf_counter()
         self._in_rate.tick()
         try:
             rgb = conv.image_to_rgb(msg)
@@ -273,6 +275,7 @@ class SegmentNode(LifecycleNode):
             self.get_logger().warning(result.push.reason)
         if result.output is not None:
             self._emit(result.output, rgb, stamp)
+            self._overhead_ms.add((time.perf_counter() - t0) * 1e3 - result.track_ms)
 
     def _emit(self, out, rgb, stamp_ns: int) -> None:
         """Publish a frame's output now, or once its depth image arrives (``use_depth``)."""
@@ -431,6 +434,8 @@ class SegmentNode(LifecycleNode):
                                                **({"buffered": len(session.buffer)} if session else {})}),
             status(f"{name}: output", OK, f"{out_rate:.1f} frames/s",
                    {"rate_hz": f"{out_rate:.2f}", "stamp_lag_ms": f"{self._last_lag_ms:.1f}",
+                    "overhead_ms_p50": f"{self._overhead_ms.get(0.5):.3f}",
+                    "overhead_ms_p95": f"{self._overhead_ms.get(0.95):.3f}",
                     "grounding_running": session.grounding_running if session else False}),
         ]
         if session:

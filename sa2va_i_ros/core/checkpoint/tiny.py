@@ -111,8 +111,9 @@ def _design_language_model(lm, chain: list[int], generator: torch.Generator) -> 
     """Install the answer chain into a randomly initialised Qwen2ForCausalLM."""
     reserved = len(chain) - 1
     embed = lm.model.embed_tokens.weight
+    scale = 0.2 * (64 / embed.shape[1]) ** 0.5  # 0.2 at the tiny width; keeps wider stacks from exploding
     for p in lm.parameters():  # larger random attention, so that images move the [SEG] state
-        p.copy_(torch.randn(p.shape, generator=generator) * (0.2 if p.dim() == 2 else 0.02))
+        p.copy_(torch.randn(p.shape, generator=generator) * (scale if p.dim() == 2 else 0.02))
     for norm in [lm.model.norm, *[m for layer in lm.model.layers
                                   for m in (layer.input_layernorm, layer.post_attention_layernorm)]]:
         norm.weight.fill_(1.0)
@@ -169,21 +170,22 @@ def _official_state(model, sa2va_i: bool) -> dict[str, torch.Tensor]:
     return out
 
 
-def official_config(tok, llm_hidden: int, spec: Sam2Spec) -> dict:
+def official_config(tok, spec: Sam2Spec, vision_dims: dict = TINY_VISION, llm_dims: dict = TINY_LLM,
+                    vocab_size: int | None = None) -> dict:
     """config.json as Sa2VAChatConfig.to_dict() writes it, plus our SAM2 entry."""
     vision = dict(
         architectures=["InternVisionModel"], model_type="intern_vit_6b", num_channels=3, patch_size=14,
         image_size=448, qkv_bias=True, qk_normalization=False, norm_type="layer_norm", layer_norm_eps=1e-6,
         hidden_act="gelu", use_flash_attn=True, dropout=0.0, drop_path_rate=0.0, attention_dropout=0.0,
-        initializer_range=0.02, initializer_factor=1.0, **TINY_VISION)
+        initializer_range=0.02, initializer_factor=1.0, **vision_dims)
     llm = dict(
-        architectures=["Qwen2ForCausalLM"], model_type="qwen2", vocab_size=len(tok),
+        architectures=["Qwen2ForCausalLM"], model_type="qwen2", vocab_size=vocab_size or len(tok),
         max_position_embeddings=32768, rope_theta=1000000.0, rms_norm_eps=1e-6, hidden_act="silu",
         tie_word_embeddings=False, use_sliding_window=False, sliding_window=32768, max_window_layers=21,
         attention_dropout=0.0, initializer_range=0.02, use_cache=True, torch_dtype="bfloat16",
         bos_token_id=tok.convert_tokens_to_ids("<|endoftext|>"),
-        eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"), **TINY_LLM)
-    assert llm["hidden_size"] == llm_hidden
+        eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"), **llm_dims)
+    llm_hidden = llm["hidden_size"]
     return dict(
         architectures=["Sa2VAChatModel"], model_type="sa2va_chat",
         auto_map={"AutoConfig": "configuration_sa2va_chat.Sa2VAChatConfig",
@@ -197,8 +199,12 @@ def official_config(tok, llm_hidden: int, spec: Sam2Spec) -> dict:
 
 
 def write_tiny_checkpoint(out_dir: str | Path, *, seed: int = 0, answer: str = DEFAULT_ANSWER,
-                          sa2va_i: bool = True, spec: Sam2Spec = TINY_SAM2) -> Path:
+                          sa2va_i: bool = True, spec: Sam2Spec = TINY_SAM2, vision_dims: dict = TINY_VISION,
+                          llm_dims: dict = TINY_LLM, vocab_size: int | None = None) -> Path:
     """Write a tiny checkpoint; returns its directory.
+
+    The dims, SAM2 spec and vocabulary size can be raised to build larger
+    random-weight models of the same layout (benchmarks use real-size ones).
 
     ``sa2va_i=False`` writes the plain Sa2VA layout (its ``sam_mask_decoder`` is the
     finetuned one) and the original decoder into ``OUT/sam2_original.safetensors``
@@ -213,7 +219,7 @@ def write_tiny_checkpoint(out_dir: str | Path, *, seed: int = 0, answer: str = D
     out.mkdir(parents=True, exist_ok=True)
     tok = build_tokenizer()
     chain = _answer_chain(tok, answer)
-    cfg_dict = official_config(tok, TINY_LLM["hidden_size"], spec)
+    cfg_dict = official_config(tok, spec, vision_dims, llm_dims, vocab_size)
     (out / "config.json").write_text(json.dumps(cfg_dict, indent=2) + "\n")
     write_tokenizer_files(tok, out)
 

@@ -70,13 +70,20 @@ class Sam2Runner:
             return encode_image(self.model, image)
 
     def features(self, raw: dict) -> FrameFeatures:
-        """Raw encoder output -> the original decoder's flattened features.
+        """Encoder output -> the original decoder's flattened features.
+
+        ``raw`` is ``encode_image``'s output, or (with ``raw["convs"] == "original"``)
+        one already passed through the original decoder's convolutions, as the
+        grounding engine hands it over.
 
         In float32 mode, features computed elsewhere in a lower precision are cast
         up; for exact reuse they should come from the same dtype as the tracker's.
         """
         with self.autocast():
-            if self.model.use_high_res_features_in_sam:
+            if raw.get("convs") == "original":
+                backbone_out = {"backbone_fpn": list(raw["backbone_fpn"]),
+                                "vision_pos_enc": list(raw["vision_pos_enc"])}
+            elif self.model.use_high_res_features_in_sam:
                 backbone_out = with_decoder_convs(raw, self.model.sam_mask_decoder)
             else:
                 backbone_out = {"backbone_fpn": list(raw["backbone_fpn"]),
