@@ -31,15 +31,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from sa2va_i_ros.core.checkpoint.tiny import TINY_SAM2
 from sa2va_i_ros.core.preprocess import sam2_pixels
-from sa2va_i_ros.core.sam2_model import Sam2Spec, build_sam2
+from sa2va_i_ros.core.sam2_model import build_sam2
 from sa2va_i_ros.core.tracker import Grounding, StreamingTracker
 
-TINY_SPEC = Sam2Spec(
-    image_size=256, embed_dim=8, num_heads=1, stages=(1, 1, 2, 1), global_att_blocks=(3,),
-    window_spec=(8, 4, 4, 2), d_model=32, mem_dim=16, memory_attention_layers=1, dim_feedforward=64,
-    fuser_layers=1,
-)
+TINY_SPEC = TINY_SAM2  # the SAM2 of the tiny checkpoints (tests, demo)
 FRAME_H, FRAME_W = 48, 64
 WINDOW = 8
 SAMPLED = (0, 4)

@@ -17,13 +17,13 @@ from rclpy.action import ActionClient
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sa2va_i_ros.action import SegmentAndTrack
-from sa2va_i_ros.msg import TrackedObjectArray, TrackEvent
-from sa2va_i_ros.srv import Segment, StopTracking
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
+from sa2va_i_ros.action import SegmentAndTrack
+from sa2va_i_ros.msg import TrackedObjectArray, TrackEvent
 from sa2va_i_ros.ros.conversions import ns_to_stamp
 from sa2va_i_ros.ros.segment_node import SegmentNode
+from sa2va_i_ros.srv import Segment, StopTracking
 
 NS = 1_000_000_000
 SIZE = (96, 128)

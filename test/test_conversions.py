@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
-from sa2va_i_ros.msg import TrackedObject
 from sensor_msgs.msg import CameraInfo, Image, PointField
 from std_msgs.msg import Header
 
 from sa2va_i_ros.core.geometry import GeometryError
 from sa2va_i_ros.core.image_codec import InvalidImage
+from sa2va_i_ros.msg import TrackedObject
 from sa2va_i_ros.ros import conversions as conv
 
 RNG = np.random.default_rng(5)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from node_harness import SIZE, NodeHarness, camera_info, depth_msg, image_msg, stamp_ns
 from rclpy.parameter import Parameter
+
 from sa2va_i_ros.action import SegmentAndTrack
 from sa2va_i_ros.msg import TrackEvent
-
 from sa2va_i_ros.ros.conversions import stamp_to_ns
 
 pytestmark = pytest.mark.ros

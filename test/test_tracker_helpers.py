@@ -9,6 +9,7 @@ code with the tracker beyond sam2 itself and ``preprocess.sam2_pixels``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import tempfile
@@ -20,17 +21,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from sa2va_i_ros.core.checkpoint.tiny import TINY_SAM2
 from sa2va_i_ros.core.preprocess import sam2_pixels
-from sa2va_i_ros.core.sam2_model import SA2VA_OVERRIDES, SAM2_CONFIG, Sam2Spec
+from sa2va_i_ros.core.sam2_model import SA2VA_OVERRIDES, SAM2_CONFIG
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # sam2's propagate_in_video progress bars
 
 # A SAM2 that builds in a fraction of a second and tracks a 128x128 frame in a few ms.
-TINY_SPEC = Sam2Spec(
-    image_size=128, embed_dim=8, num_heads=1, stages=(1, 1, 2, 1), global_att_blocks=(3,),
-    window_spec=(8, 4, 4, 2), d_model=32, mem_dim=16, memory_attention_layers=1, dim_feedforward=64,
-    fuser_layers=1,
-)
+TINY_SPEC = dataclasses.replace(TINY_SAM2, image_size=128)  # the tiny checkpoints' SAM2, at 128 px for speed
 # SAM 2.1-style temporal encoding of object pointers (Sa2VA's SAM 2.0 config has it off).
 SAM21_TPOS = (
     "++model.add_tpos_enc_to_obj_ptrs=true",

@@ -179,11 +179,15 @@ def overlay(rgb: np.ndarray, masks_by_id: Mapping[int, np.ndarray], alpha: float
         m = _mask2d(mask)
         if m.shape != img.shape[:2]:
             raise GeometryError(f"mask of track {tid} is {m.shape}, the image {img.shape[:2]}")
-        color = np.array(id_color(tid), np.float32)
+        color = np.array(id_color(tid), np.float64)
         x, y, w, h = mask_bbox(m)
         boxes.append((x, y, w, h, color.astype(np.uint8)))
-        crop, inside = out[y:y + h, x:x + w], m[y:y + h, x:x + w, None]  # blend within the box only
-        crop[...] = np.where(inside, np.rint((1.0 - alpha) * crop + alpha * color), crop)
+        # blended value of every input byte, per channel: one table lookup per masked pixel
+        lut = np.rint((1.0 - alpha) * np.arange(256.0)[:, None] + alpha * color).astype(np.uint8)
+        crop, inside = out[y:y + h, x:x + w], m[y:y + h, x:x + w]
+        for c in range(3):
+            channel = crop[..., c]
+            np.copyto(channel, np.take(lut[:, c], channel), where=inside)
     for x, y, w, h, color in boxes:
         if w and outline > 0:
             t = min(outline, w, h)

@@ -139,7 +139,9 @@ class SegmentNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self._model_state = f"loaded {p['model']} on {device}/{dtype} in {time.perf_counter() - t0:.1f} s"
         self.get_logger().info(self._model_state)
-        reliable = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+        # reliable and deep: when a track starts, the frames that arrived during grounding come out in
+        # one burst; a KEEP_LAST history shorter than that burst drops outputs a consumer has not acked
+        reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
         self._pubs = {
             "objects": self.create_publisher(TrackedObjectArray, "~/objects", reliable),
             "mask": self.create_publisher(Image, "~/mask", reliable),
@@ -301,7 +303,9 @@ class SegmentNode(LifecycleNode):
     # -- outputs --------------------------------------------------------------------------------
     def _publish_frame(self, out, rgb, stamp_ns: int, depth_msg=None) -> None:
         depth, intrinsics = self._depth_for(depth_msg)
-        want_overlay = self.get_parameter("publish_overlay").value
+        # the overlay is for people (RViz): only made while someone subscribes to it
+        want_overlay = (self.get_parameter("publish_overlay").value
+                        and self._pubs["overlay"].get_subscription_count() > 0)
         msgs = frame_messages(out, rgb if want_overlay else None, depth, intrinsics,
                               self.get_parameter("max_points").value)
         for problem in msgs.problems:

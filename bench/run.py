@@ -1,0 +1,114 @@
+"""``make bench``: every measurement in one run -> bench/results/latest.json and docs/BENCHMARKS.md.
+
+Ratios are measured side by side in this run; absolute figures are labelled
+with the machine they ran on. Nothing here is a pass/fail test: the goals are
+listed beside the figures.
+
+    python -m bench.run [--quick]     # --quick: 400 streaming frames instead of 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "latest.json"
+DOC = ROOT / "docs" / "BENCHMARKS.md"
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+# key, goal (text), what it is
+TABLE = [
+    ("streaming.time_ratio_late_early", "<= 1.10", "tracker: median ms/frame of frames 1900-2000 over 100-200"),
+    ("streaming.offline_time_ratio_late_early", "-", "the same for sam2's offline predictor"),
+    ("streaming.rss_growth_mb", "<= 32", "tracker: RSS after frame 2000 minus after frame 200 (MB)"),
+    ("streaming.offline_rss_growth_mb", "-", "the same for sam2's offline predictor (MB)"),
+    ("streaming.ms_per_frame", "-", "tracker ms/frame (tiny SAM2, 64x48 frames)"),
+    ("grounding.memory_ratio_vs_reference", "<= 0.6", "peak memory of one grounding call, ours / official way"),
+    ("grounding.time_ratio_vs_reference", "<= 1.0", "time of one grounding call, ours / official way"),
+    ("grounding.ours_peak_mb", "-", "peak memory of one grounding call, ours (MB)"),
+    ("grounding.reference_peak_mb", "-", "the same, official way (MB)"),
+    ("grounding.ours_time_ms", "-", "one grounding call, ours (ms)"),
+    ("grounding.reference_time_ms", "-", "the same, official way (ms)"),
+    ("node.overhead_ms_p50", "<= 3", "node's own cost per frame, p50 (ms)"),
+    ("node.overhead_ms_p95", "-", "node's own cost per frame, p95 (ms)"),
+    ("node.overhead_with_overlay_ms_p50", "-", "the same with an ~/overlay subscriber, p50 (ms)"),
+    ("node.dds_transfer_ms_p50", "-", "640x480 rgb8 image between two processes, p50 (ms)"),
+    ("node.dds_transfer_ms_p95", "-", "the same, p95 (ms)"),
+    ("buffer.push_us_640x480", "-", "ring buffer: decode + copy-in + push, 640x480 rgb8 (us)"),
+    ("buffer.push_us_1280x720", "-", "the same at 1280x720 (us)"),
+]
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    mem = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+               if line.startswith("MemTotal"))
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(mem / 2**20, 1), "gpu": gpu,
+            "os": platform.platform(), "python": platform.python_version(), "torch": torch.__version__}
+
+
+def gpu_figures(out: dict) -> None:
+    """Real-size random-weight models on a GPU machine (skipped, and said so, on CPU-only machines)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        out["gpu.note"] = "no CUDA device on this machine: GPU figures not measured"
+        return
+    proc = subprocess.run([sys.executable, "-m", "bench.bench_gpu"], cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode == 0:
+        out.update(json.loads(proc.stdout.strip().splitlines()[-1]))
+    else:
+        out["gpu.note"] = f"bench_gpu failed: {proc.stderr[-500:]}"
+
+
+def write_doc(results: dict) -> None:
+    m = results["machine"]
+    lines = [f"Measured {results['date']} on: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB RAM, GPU: "
+             f"{m['gpu']}; {m['os']}; Python {m['python']}, torch {m['torch']}.", "",
+             "| figure | value | goal | what |", "| --- | --- | --- | --- |"]
+    for key, goal, what in TABLE:
+        value = results.get(key, "not measured")
+        value = f"{value:.3g}" if isinstance(value, float) else value
+        lines.append(f"| `{key}` | {value} | {goal} | {what} |")
+    if "gpu.note" in results:
+        lines += ["", f"GPU: {results['gpu.note']}."]
+    text = DOC.read_text() if DOC.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
+    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
+    DOC.write_text(pattern.sub(BEGIN + "\n" + "\n".join(lines) + "\n" + END, text))
+
+
+def main(argv=None) -> int:
+    args = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    args.add_argument("--quick", action="store_true", help="400 streaming frames (a smoke run)")
+    opts = args.parse_args(argv)
+    from bench import bench_buffer, bench_grounding, bench_node, bench_streaming
+
+    results: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine()}
+    for name, step in (("streaming", lambda o: bench_streaming.run(400 if opts.quick else 2000, o)),
+                       ("buffer", bench_buffer.run), ("node", bench_node.run),
+                       ("grounding", bench_grounding.run), ("gpu", gpu_figures)):
+        t0 = time.perf_counter()
+        print(f"[bench] {name} ...", flush=True)
+        step(results)
+        print(f"[bench] {name} done in {time.perf_counter() - t0:.0f} s", flush=True)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    write_doc(results)
+    print(f"[bench] wrote {RESULTS.relative_to(ROOT)} and {DOC.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
