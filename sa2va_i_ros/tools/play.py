@@ -44,7 +44,9 @@ def qos_profile(kind: str):
     from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
     if kind == "reliable":
-        return QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        # a deep history: with KEEP_LAST 10, a subscriber lagging 10 messages behind (a node slower than
+        # the recording) silently lost the older ones even though the QoS is reliable
+        return QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
     if kind == "sensor_data":
         return qos_profile_sensor_data
     raise ValueError(f"qos must be one of {QOS_CHOICES}, got {kind!r}")

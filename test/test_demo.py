@@ -1,0 +1,23 @@
+"""`make demo`, the README's first command, end to end in a temporary folder."""
+
+import json
+
+import pytest
+
+from sa2va_i_ros.tools import demo
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+
+def test_demo_writes_a_consistent_summary(tmp_path, capsys):
+    assert demo.main(["--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("NOTE: the embedded checkpoint has RANDOM weights")
+    assert printed.rstrip().endswith("--device cuda)")  # the note comes first and last
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["success"] and summary["answer"] == "Sure, [SEG]."
+    assert summary["frames_replayed"] == 90 and summary["stamps_match"]
+    assert summary["masks_published"] == summary["frames_after_query"] > 0
+    assert summary["frames_without_output"] == []
+    assert len(summary["sampled_stamps_ns"]) == 5 and summary["latency_ms_p50"] > 0
+    assert len(list(tmp_path.glob("overlay_*.png"))) >= 1
