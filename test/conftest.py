@@ -14,6 +14,10 @@ from sa2va_i_ros.tools.ros_env import apply_local_ros_env
 
 ROS_ENV = apply_local_ros_env()
 
+# launch_testing versions of the integration tests, for ROS distros (launch_testing is not on PyPI):
+# run by `colcon test` / `launch_test`, never collected by pytest here.
+collect_ignore = ["launch"]
+
 
 @pytest.fixture
 def rclpy_context():

@@ -1,11 +1,11 @@
-"""Replay a bag into a segment node process, ask a query mid-stream, collect what the node publishes.
+"""Replay a bag into a segment node process, ask a query mid-stream, collect and check what it publishes.
 
-Shared by the bag integration tests (which assert on the result) and ``make
-demo`` (which summarises it). Three processes, as on a robot: the node
-(``segment_node`` with the launch file's parameters file, or ``ros2 launch``
-when a ROS distro is present), the player (``sa2va-i-play``, or ``ros2 bag
-play``), and this one, which subscribes to the camera and to every output and
-calls ``~/segment`` once ``query_after`` frames have been seen. All of them run
+Shared by the bag integration tests, the launch_testing test (test/launch/) and
+``make demo``. Three processes, as on a robot: the node (``segment_node`` with
+the launch file's parameters file and remaps), the player (``sa2va-i-play``)
+and this one, the ``Observer``, which subscribes to the camera and to every
+output and calls ``~/segment`` once ``query_after`` camera frames have been
+seen. ``check_replay`` holds the assertions both tests make. Every process runs
 under the network rule (``tools/ros_env.py``).
 """
 
@@ -18,18 +18,20 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from sa2va_i_ros.synthetic.bag_writer import COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC
 from sa2va_i_ros.tools.ros_env import local_ros_env
 
-ROOT = Path(__file__).resolve().parents[2]
+QUERY = "the cup left of the bowl"
 
 
 @dataclass
 class ReplayOptions:
     bag: Path
     model: Path
-    query: str = "the cup left of the bowl"
-    query_after: int = 20  # frames seen before the query is sent
+    query: str = QUERY
+    query_after: int = 20  # camera frames seen before the query is sent
     use_depth: bool = True
     node_name: str = "sa2va_i"
     rate: float = 1.0
@@ -65,6 +67,108 @@ class ReplayResult:
                       if s in self.camera_times and (not live_only or self.camera_times[s] > self.reply_time))
 
 
+def _stamp_ns(header) -> int:
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+class Observer:
+    """The third process's side: subscriptions, the query, waiting for the node's last outputs."""
+
+    def __init__(self, opts: ReplayOptions, domain_id: int | None = None):
+        import rclpy
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import Image, PointCloud2
+
+        from sa2va_i_ros.msg import TrackedObjectArray, TrackEvent
+        from sa2va_i_ros.srv import Segment
+
+        self.opts, self.result = opts, ReplayResult()
+        self.ctx = rclpy.Context()
+        rclpy.init(context=self.ctx, domain_id=domain_id)
+        self.node = rclpy.create_node("replay_observer", context=self.ctx)
+        self.executor = rclpy.executors.SingleThreadedExecutor(context=self.ctx)
+        self.executor.add_node(self.node)
+        r, n, qos = self.result, f"/{opts.node_name}", QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
+
+        def keep(store, times=None):
+            def callback(msg):
+                stamp = _stamp_ns(msg.header)
+                store[stamp] = msg
+                if times is not None:
+                    times[stamp] = time.monotonic()
+            return callback
+
+        def camera(msg):
+            r.camera_headers[_stamp_ns(msg.header)] = msg.header
+            r.camera_times[_stamp_ns(msg.header)] = time.monotonic()
+
+        sub = self.node.create_subscription
+        sub(Image, COLOR_TOPIC, camera, qos)
+        sub(TrackedObjectArray, f"{n}/objects", keep(r.objects, r.object_times), qos)
+        sub(Image, f"{n}/mask", keep(r.masks), qos)
+        sub(PointCloud2, f"{n}/object_points", keep(r.points), qos)
+        sub(TrackEvent, f"{n}/events", r.events.append, qos)
+        if opts.want_overlay:
+            sub(Image, f"{n}/overlay", keep(r.overlays), qos)
+        self.segment = self.node.create_client(Segment, f"{n}/segment")
+        self._request = Segment.Request
+
+    def spin(self, predicate, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if predicate():
+                return True
+            self.executor.spin_once(timeout_sec=0.02)
+        return predicate()
+
+    def activate(self) -> None:
+        """configure + activate through the node's lifecycle services (the launch file does it itself)."""
+        from lifecycle_msgs.msg import Transition
+        from lifecycle_msgs.srv import ChangeState
+
+        client = self.node.create_client(ChangeState, f"/{self.opts.node_name}/change_state")
+        if not self.spin(client.service_is_ready, 60):
+            raise RuntimeError("the node's lifecycle service did not appear")
+        for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
+            future = client.call_async(ChangeState.Request(transition=Transition(id=transition)))
+            if not self.spin(future.done, 120) or not future.result().success:
+                raise RuntimeError(f"lifecycle transition {transition} failed")
+
+    def query_and_collect(self, player_done) -> ReplayResult:
+        """Send the query after ``query_after`` frames, then collect until the node answered the last frame."""
+        opts, r = self.opts, self.result
+        if not self.spin(lambda: len(r.camera_headers) >= opts.query_after, opts.timeout_s):
+            raise RuntimeError(f"only {len(r.camera_headers)} camera frames arrived")
+        self.spin(self.segment.service_is_ready, 30)
+        r.query_sent_after = len(r.camera_headers)
+        future = self.segment.call_async(self._request(query=opts.query, track=True))
+        if not self.spin(future.done, opts.timeout_s):
+            raise RuntimeError("no reply to the segment request")
+        r.reply, r.reply_time = future.result(), time.monotonic()
+        self.spin(player_done, opts.timeout_s)
+        self._drain(quiet_s=3.0)
+        return r
+
+    def _drain(self, quiet_s: float) -> None:
+        """Until the last camera frame has its objects message, or the node stayed quiet for ``quiet_s``
+        (on a slow machine the node lags the recording; stopping with the player would cut its last outputs)."""
+        r, last = self.result, max(self.result.camera_headers, default=None)
+        end = time.monotonic() + self.opts.timeout_s
+        seen, quiet_since = len(r.objects), time.monotonic()
+        while time.monotonic() < end and last not in r.objects:
+            self.executor.spin_once(timeout_sec=0.05)
+            if len(r.objects) != seen:
+                seen, quiet_since = len(r.objects), time.monotonic()
+            elif time.monotonic() - quiet_since > quiet_s:
+                break
+        self.spin(lambda: False, 0.3)
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.ctx.try_shutdown()
+
+
 def _params_file() -> Path:
     from sa2va_i_ros.tools.ros_env import fastdds_profile
 
@@ -72,7 +176,7 @@ def _params_file() -> Path:
 
 
 def node_command(opts: ReplayOptions) -> list[str]:
-    """The executable with the same parameters file and remaps the launch file passes."""
+    """The executable with the parameters file and remaps the launch file passes."""
     params = {"model": str(opts.model), "device": "cpu", "use_depth": opts.use_depth, **opts.params}
     cmd = [sys.executable, "-m", "sa2va_i_ros.ros.segment_node", "--ros-args", "-r", f"__node:={opts.node_name}",
            "--params-file", str(_params_file()),
@@ -83,106 +187,25 @@ def node_command(opts: ReplayOptions) -> list[str]:
     return cmd
 
 
-def _spin(executor, predicate, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        executor.spin_once(timeout_sec=0.02)
-    return predicate()
-
-
-def _drain(executor, result, quiet_s: float, timeout: float) -> None:
-    """Wait until the node has answered the last camera frame, or stayed quiet for ``quiet_s``.
-
-    On a slow machine the node may lag the recording; stopping it when the player
-    ends would cut its last outputs.
-    """
-    last = max(result.camera_headers, default=None)
-    end = time.monotonic() + timeout
-    seen, quiet_since = len(result.objects), time.monotonic()
-    while time.monotonic() < end and last not in result.objects:
-        executor.spin_once(timeout_sec=0.05)
-        if len(result.objects) != seen:
-            seen, quiet_since = len(result.objects), time.monotonic()
-        elif time.monotonic() - quiet_since > quiet_s:
-            break
-    _spin(executor, lambda: False, 0.3)
-
-
-def _activate(executor, node, name: str) -> None:
-    from lifecycle_msgs.msg import Transition
-    from lifecycle_msgs.srv import ChangeState
-
-    client = node.create_client(ChangeState, f"/{name}/change_state")
-    if not _spin(executor, client.service_is_ready, 60):
-        raise RuntimeError("the node's lifecycle service did not appear")
-    for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
-        future = client.call_async(ChangeState.Request(transition=Transition(id=transition)))
-        if not _spin(executor, future.done, 120) or not future.result().success:
-            raise RuntimeError(f"lifecycle transition {transition} failed")
+def player_command(bag: Path, rate: float = 1.0) -> list[str]:
+    return [sys.executable, "-m", "sa2va_i_ros.tools.play", str(bag), "--qos", "reliable", "--rate", str(rate),
+            "--wait-for-subscribers", "20"]
 
 
 def run_replay(opts: ReplayOptions) -> ReplayResult:
-    import rclpy
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import Image, PointCloud2
-
-    from sa2va_i_ros.msg import TrackedObjectArray, TrackEvent
-    from sa2va_i_ros.ros.conversions import stamp_to_ns
-    from sa2va_i_ros.srv import Segment
-
+    """Start the node and the player as processes, observe from this one."""
     env = local_ros_env()
-    result = ReplayResult()
     node_proc = subprocess.Popen(node_command(opts), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                  text=True)
-    player = None
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=int(env["ROS_DOMAIN_ID"]))
-    node = rclpy.create_node("replay_observer", context=ctx)
-    executor = rclpy.executors.SingleThreadedExecutor(context=ctx)
-    executor.add_node(node)
-    reliable = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
-
-    def keep(store, times=None):
-        def callback(msg):
-            stamp = stamp_to_ns(msg.header.stamp)
-            store[stamp] = msg
-            if times is not None:
-                times[stamp] = time.monotonic()
-        return callback
-
-    n = f"/{opts.node_name}"
-    node.create_subscription(Image, COLOR_TOPIC, lambda m: (result.camera_headers.__setitem__(
-        stamp_to_ns(m.header.stamp), m.header), result.camera_times.__setitem__(stamp_to_ns(m.header.stamp),
-                                                                               time.monotonic())), reliable)
-    node.create_subscription(TrackedObjectArray, f"{n}/objects", keep(result.objects, result.object_times), reliable)
-    node.create_subscription(Image, f"{n}/mask", keep(result.masks), reliable)
-    node.create_subscription(PointCloud2, f"{n}/object_points", keep(result.points), reliable)
-    if opts.want_overlay:
-        node.create_subscription(Image, f"{n}/overlay", keep(result.overlays), reliable)
-    node.create_subscription(TrackEvent, f"{n}/events", result.events.append, reliable)
-    segment = node.create_client(Segment, f"{n}/segment")
+    player, observer = None, Observer(opts, domain_id=int(env["ROS_DOMAIN_ID"]))
+    result = observer.result
     try:
-        _activate(executor, node, opts.node_name)
-        player = subprocess.Popen(
-            [sys.executable, "-m", "sa2va_i_ros.tools.play", str(opts.bag), "--qos", "reliable",
-             "--rate", str(opts.rate), "--wait-for-subscribers", "20"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        if not _spin(executor, lambda: len(result.camera_headers) >= opts.query_after, opts.timeout_s):
-            raise RuntimeError(f"only {len(result.camera_headers)} camera frames arrived")
-        _spin(executor, segment.service_is_ready, 30)
-        result.query_sent_after = len(result.camera_headers)
-        future = segment.call_async(Segment.Request(query=opts.query, track=True))
-        if not _spin(executor, future.done, opts.timeout_s):
-            raise RuntimeError("no reply to the segment request")
-        result.reply, result.reply_time = future.result(), time.monotonic()
-        _spin(executor, lambda: player.poll() is not None, opts.timeout_s)
-        _drain(executor, result, quiet_s=3.0, timeout=opts.timeout_s)
+        observer.activate()
+        player = subprocess.Popen(player_command(opts.bag, opts.rate), env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True)
+        observer.query_and_collect(lambda: player.poll() is not None)
     finally:
-        executor.shutdown()
-        node.destroy_node()
-        ctx.try_shutdown()
+        observer.close()
         if player is not None:
             if player.poll() is None:
                 player.send_signal(signal.SIGINT)
@@ -195,3 +218,83 @@ def run_replay(opts: ReplayOptions) -> ReplayResult:
             result.node_log = node_proc.communicate()[0]
         result.node_returncode = node_proc.returncode
     return result
+
+
+def check_replay(result: ReplayResult, bag_stamps: list[int], frame_id: str, k: list[float],
+                 depths: dict[int, np.ndarray], num_frames: int = 5, query: str = QUERY) -> list[str]:
+    """Everything a replay must show; returns the problems found (empty: all good).
+
+    The reply succeeds; the sampled stamps are bag stamps at the uniform indices of
+    the buffered window (consecutive bag frames ending at the newest buffered one);
+    every later bag frame has an objects message and a mask with exactly its
+    header; nothing is invented; object points lie inside the camera frustum, on
+    masked pixels, at the depth of those pixels.
+    """
+    from sa2va_i_ros.core.sampling import sample_indices
+
+    problems: list[str] = []
+    reply = result.reply
+    if reply is None or not reply.success:
+        return [f"the segment request failed: {getattr(reply, 'message', 'no reply')}"]
+    sampled = [s.sec * 1_000_000_000 + s.nanosec for s in reply.sampled_stamps]
+    if not set(sampled) <= set(bag_stamps):
+        return ["sampled stamps are not stamps of the bag"]
+    first = bag_stamps.index(sampled[0])
+    window = bag_stamps[first:first + reply.window_frames]
+    if list(reply.sampled_indices) != sample_indices(reply.window_frames, num_frames):
+        problems.append(f"sampled indices {list(reply.sampled_indices)} are not the uniform ones")
+    if [window[i] for i in reply.sampled_indices if i < len(window)] != sampled:
+        problems.append("sampled stamps are not the window's frames at the sampled indices")
+    later = [s for s in bag_stamps if s > window[-1]]
+    if not later:
+        problems.append("no bag frame came after the grounding window")
+    for stamp in later:
+        if stamp not in result.objects or stamp not in result.masks:
+            problems.append(f"frame {bag_stamps.index(stamp)} ({stamp}) has no objects or mask message")
+            continue
+        for msg in (result.objects[stamp], result.masks[stamp]):
+            if msg.header.frame_id != frame_id or _stamp_ns(msg.header) != stamp:
+                problems.append(f"frame {bag_stamps.index(stamp)}: output header differs from the frame's")
+        objects = result.objects[stamp].objects
+        if len(objects) != 1 or objects[0].track_id != reply.track_id or objects[0].query != query:
+            problems.append(f"frame {bag_stamps.index(stamp)}: objects message does not hold the one track")
+    if not set(result.objects) <= set(bag_stamps):
+        problems.append("an objects message carries a stamp that is not in the bag")
+    fx, cx, fy, cy = k[0], k[2], k[4], k[5]
+    checked = 0
+    for stamp, cloud in result.points.items():
+        pts = np.frombuffer(bytes(cloud.data), [("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("id", "<u4")])
+        if not len(pts) or stamp not in result.masks:
+            continue
+        m = result.masks[stamp]
+        mask = np.frombuffer(bytes(m.data), np.uint8).reshape(m.height, m.width)
+        u = np.rint(pts["x"] * fx / pts["z"] + cx).astype(int)
+        v = np.rint(pts["y"] * fy / pts["z"] + cy).astype(int)
+        inside = (pts["z"] > 0) & (u >= 0) & (u < m.width) & (v >= 0) & (v < m.height)
+        if not inside.all():
+            problems.append(f"object points outside the camera frustum at {stamp}")
+            continue
+        if not (mask[v, u] == 255).all():
+            problems.append(f"object points off the mask at {stamp}")
+        if not np.allclose(pts["z"], depths[stamp][v, u], atol=1e-3):
+            problems.append(f"object points not at the depth of their pixels at {stamp}")
+        checked += 1
+    if checked < 5:
+        problems.append(f"object points checked on only {checked} frames")
+    return problems
+
+
+def bag_depths(bag: Path) -> dict[int, np.ndarray]:
+    """Depth in metres of every frame of a bag, by header stamp (read with rosbags)."""
+    from rosbags.rosbag2 import Reader
+    from rosbags.typesys import Stores, get_typestore
+
+    store = get_typestore(Stores.ROS2_KILTED)
+    depths = {}
+    with Reader(bag) as reader:
+        conns = [c for c in reader.connections if c.topic == DEPTH_TOPIC]
+        for conn, _, raw in reader.messages(connections=conns):
+            msg = store.deserialize_cdr(raw, conn.msgtype)
+            depths[_stamp_ns(msg.header)] = np.frombuffer(msg.data.tobytes(), "<u2").reshape(
+                msg.height, msg.width) / 1000.0
+    return depths
