@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.bench_streaming import proc_status_mb
+
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "bench" / ".cache" / "grounding_model_v1"
 QUERY = "the cup left of the bowl"
@@ -45,13 +47,6 @@ def ensure_model() -> Path:
     return CACHE
 
 
-def _status(key: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) / 1024
-    raise KeyError(key)
-
-
 def measure(which: str, model: Path) -> dict:
     """Runs in a child process: one warm-up call, then the measured call."""
     from sa2va_i_ros.core.grounding import GroundingEngine
@@ -69,11 +64,11 @@ def measure(which: str, model: Path) -> dict:
             return reference_ground(engine, frames, QUERY)["seg_embeddings"]
     warm = call()
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-    before = _status("VmRSS")
+    before = proc_status_mb("VmRSS")
     t0 = time.perf_counter()
     emb = call()
     elapsed = (time.perf_counter() - t0) * 1e3
-    peak = _status("VmHWM")
+    peak = proc_status_mb("VmHWM")
     assert emb.shape == warm.shape
     return {"time_ms": elapsed, "peak_mb": peak - before, "rss_before_mb": before,
             "seg_embedding": emb.float().flatten()[:4].tolist()}

@@ -61,12 +61,17 @@ def mask(i: int) -> np.ndarray:
     return m
 
 
-def rss_mb() -> float:
+def proc_status_mb(key: str = "VmRSS") -> float:
+    """A memory figure of this process from /proc/self/status (VmRSS, VmHWM...), in MB."""
     with open("/proc/self/status") as fh:
         for line in fh:
-            if line.startswith("VmRSS:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024.0
-    raise RuntimeError("no VmRSS in /proc/self/status")
+    raise RuntimeError(f"no {key} in /proc/self/status")
+
+
+def rss_mb() -> float:
+    return proc_status_mb("VmRSS")
 
 
 def _summary(times: dict[int, float], rss_early: float, rss_end: float, n: int) -> dict:

@@ -13,6 +13,7 @@ import time
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
+from frames import SIZE, frame_rgb, stamp_ns
 from rclpy.action import ActionClient
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
@@ -25,21 +26,7 @@ from sa2va_i_ros.ros.conversions import ns_to_stamp
 from sa2va_i_ros.ros.segment_node import SegmentNode
 from sa2va_i_ros.srv import Segment, StopTracking
 
-NS = 1_000_000_000
-SIZE = (96, 128)
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-
-
-def frame_rgb(i: int, size=SIZE) -> np.ndarray:
-    rng = np.random.default_rng(i)
-    f = rng.integers(0, 60, (*size, 3), dtype=np.uint8)
-    x = 10 + 3 * (i % 20)
-    f[20:60, x:x + 40] = (220, 40, 40)
-    return f
-
-
-def stamp_ns(i: int) -> int:
-    return 100 * NS + i * 100_000_000
 
 
 def image_msg(i: int, size=SIZE, encoding="rgb8", frame_id="camera_color_optical_frame") -> Image:

@@ -5,25 +5,14 @@ import time
 
 import numpy as np
 import pytest
+from frames import NS, frame_rgb, stamp_ns
 
 from sa2va_i_ros.core.frame_buffer import FrameBuffer
 from sa2va_i_ros.core.session import SegmentRequest, Session, Settings
 from sa2va_i_ros.core.tracker import TrackerConfig
 
 QUERY = "the cup left of the bowl"
-NS = 1_000_000_000
-
-
-def frame(i, size=(96, 128)):
-    rng = np.random.default_rng(i)
-    f = rng.integers(0, 60, (*size, 3), dtype=np.uint8)
-    x = 10 + 3 * (i % 20)
-    f[20:60, x:x + 40] = (220, 40, 40)
-    return f
-
-
-def stamp(i):
-    return 100 * NS + i * 100_000_000  # 10 Hz
+frame, stamp = frame_rgb, stamp_ns
 
 
 @pytest.fixture
@@ -130,8 +119,8 @@ def test_an_answer_without_mask_is_a_failed_reply_with_the_answer(tmp_path):
 def test_bad_frames_are_refused_without_touching_tracks(session):
     feed(session, 0, 8)
     session.segment(SegmentRequest(QUERY))
-    for stamp_ns, code in ((stamp(7), "duplicate"), (stamp(5), "out_of_order")):
-        r = session.on_frame({"i": -1}, stamp_ns, frame(99))
+    for late, code in ((stamp(7), "duplicate"), (stamp(5), "out_of_order")):
+        r = session.on_frame({"i": -1}, late, frame(99))
         assert not r.push.accepted and r.push.code == code and r.output is None
     with pytest.raises(ValueError):
         session.on_frame({"i": -1}, stamp(8), np.zeros((0, 0, 3), np.uint8))

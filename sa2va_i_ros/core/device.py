@@ -15,6 +15,15 @@ DTYPES = {"float32": torch.float32, "fp32": torch.float32,
           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 
 
+def resolve_auto(device: str, dtype: str) -> tuple[str, str]:
+    """``auto`` picks cuda when available, and there bfloat16 (as Sa2VA runs), float32 on cpu."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if dtype == "auto":
+        dtype = "bfloat16" if device.startswith("cuda") else "float32"
+    return device, dtype
+
+
 def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)

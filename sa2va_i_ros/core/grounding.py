@@ -62,6 +62,24 @@ class GroundingResult:
     def has_mask(self) -> bool:
         return self.masks is not None and len(self.masks) > 0
 
+    def tracker_grounding(self, frames, stamps, prompt_frames: str = "all", seg: int = 0):
+        """The tracker's input: these frames, one [SEG]'s masks on the prompted frames, reused features.
+
+        ``prompt_frames`` "all" seeds SAM2 with every sampled mask (Sa2VA-i's code),
+        "first" with the first sampled frame's only (the paper's Table 6).
+        """
+        from .tracker import Grounding
+
+        if prompt_frames not in ("all", "first"):
+            raise ValueError(f"prompt_frames must be 'all' or 'first', got {prompt_frames!r}")
+        if not self.has_mask:
+            raise ValueError(f"no mask to prompt with: {self.reason}")
+        sampled = self.sampled_indices[:1] if prompt_frames == "first" else self.sampled_indices
+        return Grounding(frames=list(frames), stamps=list(stamps), sampled_indices=list(sampled),
+                         masks=list(self.masks[seg][: len(sampled)]),
+                         raw_features=[self.sam2_features[i] for i in sampled],
+                         pixels=[self.sam2_pixels[i] for i in sampled])
+
     def prompts(self, seg: int = 0) -> dict[int, np.ndarray]:
         """Frame index -> mask of one [SEG]; a duplicated index keeps its last mask, as add_new_mask."""
         if not self.has_mask:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .grounding import GroundingEngine, GroundingOptions
-from .tracker import Grounding, StreamingTracker, TrackerConfig
+from .tracker import StreamingTracker, TrackerConfig
 
 
 @dataclass
@@ -49,20 +49,14 @@ class VideoPipeline:
         empty = [np.zeros((height, width), bool) for _ in frames]
         if not g.has_mask:
             return VideoResult(g.answer, g.sampled_indices, empty, [0.0] * len(frames), g.reason, timings)
-        sampled = g.sampled_indices[:1] if prompt_frames == "first" else g.sampled_indices
-        if prompt_frames not in ("all", "first"):
-            raise ValueError(f"prompt_frames must be 'all' or 'first', got {prompt_frames!r}")
-        grounding = Grounding(frames=list(frames), stamps=list(range(len(frames))), sampled_indices=sampled,
-                              masks=list(g.masks[0][: len(sampled)]),
-                              raw_features=[g.sam2_features[i] for i in sampled],
-                              pixels=[g.sam2_pixels[i] for i in sampled])
+        grounding = g.tracker_grounding(frames, range(len(frames)), prompt_frames)
         t1 = time.perf_counter()
         done = [0]
 
         def tick(_result) -> None:
             done[0] += 1
             if progress is not None:
-                progress(done[0], len(frames) - min(sampled))
+                progress(done[0], len(frames) - min(grounding.sampled_indices))
 
         tracker = StreamingTracker(self.engine.model.sam2, self.tracker_config)
         prepared = tracker.prepare_object(grounding, obj_id=1, on_frame=tick)

@@ -277,11 +277,8 @@ class Session:
             return reply
         if cancelled is not None and cancelled():
             raise Cancelled("cancelled after grounding")
-        sampled = result.sampled_indices[:1] if policy == "first" else result.sampled_indices
-        masks = result.masks[0][: len(sampled)]
-        grounding = Grounding(frames=frames, stamps=[f.header for f in window], sampled_indices=sampled,
-                              masks=list(masks), raw_features=[result.sam2_features[i] for i in sampled],
-                              pixels=[result.sam2_pixels[i] for i in sampled])
+        grounding = result.tracker_grounding(frames, [f.header for f in window], policy)
+        sampled = grounding.sampled_indices
         report("catching_up", 0.9, f"propagating through {len(window)} buffered frames")
         t1 = time.perf_counter()
 

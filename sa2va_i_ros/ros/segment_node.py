@@ -73,17 +73,6 @@ def guarded(callback):
     return wrapper
 
 
-def resolve_device_dtype(device: str, dtype: str) -> tuple[str, str]:
-    """``auto`` picks cuda when available, and bfloat16 there (as Sa2VA), float32 on cpu."""
-    import torch
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if dtype == "auto":
-        dtype = "bfloat16" if device.startswith("cuda") else "float32"
-    return device, dtype
-
-
 class SegmentNode(LifecycleNode):
     def __init__(self, name: str = "sa2va_i", **kwargs):
         super().__init__(name, **kwargs)
@@ -121,9 +110,10 @@ class SegmentNode(LifecycleNode):
         p = read_all(self)
         self._model_state = "loading"
         try:
+            from sa2va_i_ros.core.device import resolve_auto
             from sa2va_i_ros.core.grounding import GroundingEngine
 
-            device, dtype = resolve_device_dtype(p["device"], p["dtype"])
+            device, dtype = resolve_auto(p["device"], p["dtype"])
             t0 = time.perf_counter()
             engine = GroundingEngine.load(p["model"], device=device, dtype=dtype,
                                           original_sam2=p["original_sam2"] or None)

@@ -26,13 +26,14 @@ NOTE = ("NOTE: the embedded checkpoint has RANDOM weights: the plumbing (bag -> 
 
 
 def summarise(result, bag_stamps: list[int], model: str) -> dict:
+    from sa2va_i_ros.ros.conversions import stamp_to_ns
+
     reply = result.reply
-    sampled = [s.sec * 10**9 + s.nanosec for s in reply.sampled_stamps] if reply else []
+    sampled = [stamp_to_ns(s) for s in reply.sampled_stamps] if reply else []
     window_end = max(sampled) if sampled else 0
     later = [s for s in bag_stamps if s > window_end]
-    headers_are_bag_frames = all(
-        m.header.stamp.sec * 10**9 + m.header.stamp.nanosec in set(bag_stamps)
-        for m in (*result.masks.values(), *result.objects.values()))
+    headers_are_bag_frames = all(stamp_to_ns(m.header.stamp) in set(bag_stamps)
+                                 for m in (*result.masks.values(), *result.objects.values()))
     every_later_frame = all(s in result.masks and s in result.objects for s in later)
     lat, live = result.latencies_ms(), result.latencies_ms(live_only=True)
     return {

@@ -68,7 +68,9 @@ class ReplayResult:
 
 
 def _stamp_ns(header) -> int:
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+    from sa2va_i_ros.ros.conversions import stamp_to_ns
+
+    return stamp_to_ns(header.stamp)
 
 
 class Observer:
@@ -236,7 +238,9 @@ def check_replay(result: ReplayResult, bag_stamps: list[int], frame_id: str, k: 
     reply = result.reply
     if reply is None or not reply.success:
         return [f"the segment request failed: {getattr(reply, 'message', 'no reply')}"]
-    sampled = [s.sec * 1_000_000_000 + s.nanosec for s in reply.sampled_stamps]
+    from sa2va_i_ros.ros.conversions import stamp_to_ns
+
+    sampled = [stamp_to_ns(s) for s in reply.sampled_stamps]
     if not set(sampled) <= set(bag_stamps):
         return ["sampled stamps are not stamps of the bag"]
     first = bag_stamps.index(sampled[0])

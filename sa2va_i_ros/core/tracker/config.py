@@ -7,6 +7,8 @@ from typing import Literal
 
 import torch
 
+from sa2va_i_ros.core.device import DTYPES
+
 PromptPolicy = Literal["all", "first"]
 GapPolicy = Literal["catch_up", "skip"]
 
@@ -17,22 +19,12 @@ GapPolicy = Literal["catch_up", "skip"]
 # equals offline propagation.
 STREAM_NUM_FRAMES = 1 << 30
 
-_DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-}
-
-
 def as_dtype(dtype: torch.dtype | str) -> torch.dtype:
     """Accept a torch dtype or its usual name (ROS parameters are strings)."""
     if isinstance(dtype, torch.dtype):
         resolved = dtype
-    elif isinstance(dtype, str) and dtype.lower() in _DTYPES:
-        resolved = _DTYPES[dtype.lower()]
+    elif isinstance(dtype, str) and dtype.lower() in DTYPES:
+        resolved = DTYPES[dtype.lower()]
     else:
         raise ValueError(f"dtype must be float32, bfloat16 or float16; got {dtype!r}")
     if resolved not in (torch.float32, torch.bfloat16, torch.float16):
