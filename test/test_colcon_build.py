@@ -79,7 +79,8 @@ def test_plain_colcon_build_installs_interfaces_python_executables_launch_and_co
         assert Segment.Request().num_frames == 0 and SegmentAndTrack.Goal().query == ""
         share, prefix = get_package_share_directory("sa2va_i_ros"), get_package_prefix("sa2va_i_ros")
         print("SHARE", share)
-        for exe in ("segment_node", "sa2va-i-play"):
+        for exe in ("segment_node", "sa2va-i-play", "sa2va-i-make-bag", "sa2va-i-video", "sa2va-i-eval",
+                    "sa2va-i-tiny-checkpoint"):
             path = os.path.join(prefix, "lib", "sa2va_i_ros", exe)
             assert os.access(path, os.X_OK), path
         assert os.path.isfile(os.path.join(share, "launch", "segment.launch.py"))

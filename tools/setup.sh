@@ -29,7 +29,7 @@ pick_python() {
 fingerprint() {
   cat requirements/*.txt setup.py pyproject.toml package.xml CMakeLists.txt \
       msg/*.msg srv/*.srv action/*.action tools/setup.sh tools/build_interfaces.sh \
-      tools/mend_ros_cmake.py 2>/dev/null | sha256sum | cut -d' ' -f1
+      tools/mend_ros_cmake.py scripts/* 2>/dev/null | sha256sum | cut -d' ' -f1
 }
 
 want=$(fingerprint)
