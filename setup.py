@@ -41,6 +41,7 @@ setup(
             "sa2va-i-eval = sa2va_i_ros.tools.evaluate:main",
             "sa2va-i-play = sa2va_i_ros.tools.play:main",
             "sa2va-i-make-bag = sa2va_i_ros.tools.make_bag:main",
+            "sa2va-i-convert-sam2 = sa2va_i_ros.tools.convert_sam2:main",
         ]
     },
 )

@@ -88,8 +88,11 @@ class NodeHarness:
 
     def close(self) -> None:
         self.executor.shutdown()
-        self.ctx.try_shutdown()
         self._thread.join(5)
+        self.action_client.destroy()
+        self.client.destroy_node()
+        self.node.destroy_node()
+        self.ctx.try_shutdown()
 
     # -- helpers ----------------------------------------------------------------------------------
     @staticmethod

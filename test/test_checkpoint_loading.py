@@ -215,3 +215,25 @@ def test_tied_lm_head_may_be_absent(ckpt_copy):
     model = load(ckpt_copy)
     lm = model.language_model
     assert lm.lm_head.weight.data_ptr() == lm.model.embed_tokens.weight.data_ptr()
+
+
+def test_original_sam2_from_a_converted_torch_checkpoint(tmp_path):
+    """sa2va-i-convert-sam2: a sam2 .pt (weights only) -> safetensors the loader takes as the original decoder."""
+    from sa2va_i_ros.tools import convert_sam2
+
+    plain = write_tiny_checkpoint(tmp_path / "plain", sa2va_i=False)
+    original = load_file(str(plain / "sam2_original.safetensors"))
+    torch.save({"model": original}, tmp_path / "sam2_hiera_large.pt")
+    assert convert_sam2.main([str(tmp_path / "sam2_hiera_large.pt"), str(tmp_path / "sam2.safetensors")]) == 0
+    model = load(plain, original_sam2=tmp_path / "sam2.safetensors")
+    torch.testing.assert_close(model.state_dict()["sam2.sam_mask_decoder.iou_token.weight"],
+                               original["sam_mask_decoder.iou_token.weight"].float())
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    assert convert_sam2.main([str(tmp_path / "bad.pt"), str(tmp_path / "x.safetensors")]) == 2
+
+
+def test_hub_ids_honour_offline_mode(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
+    with pytest.raises(CheckpointError, match="offline mode is on and it is not in the local cache"):
+        resolve("kumuji/Sa2VA-i-1B")

@@ -59,8 +59,8 @@ def test_segment_returns_masks_and_every_output_carries_its_frames_header(harnes
     for i in range(10, 16):
         harness.depth_pub.publish(depth_msg(i))
         harness.image_pub.publish(image_msg(i))
-    harness.wait_for(lambda: len(harness.got["objects"]) >= 6, "objects for the 6 new frames")
-    harness.wait_for(lambda: len(harness.got["mask"]) >= 6, "masks for the 6 new frames")
+    for key in ("objects", "mask", "overlay"):
+        harness.wait_for(lambda key=key: len(harness.got[key]) >= 6, f"{key} for the 6 new frames")
     expected = [stamp_ns(i) for i in range(10, 16)]
     for key in ("objects", "mask", "overlay"):
         assert [stamp_to_ns(m.header.stamp) for m in harness.got[key]] == expected, key
@@ -86,7 +86,8 @@ def test_object_points_lie_on_the_depth_plane(harness):
     for i in range(6, 12):
         harness.depth_pub.publish(depth_msg(i))
         harness.image_pub.publish(image_msg(i))
-    harness.wait_for(lambda: len(harness.got["objects"]) >= 6, "objects")
+    for key in ("objects", "points"):
+        harness.wait_for(lambda key=key: len(harness.got[key]) >= 6, key)
     areas = {stamp_to_ns(a.header.stamp): a.objects[0].area for a in harness.got["objects"]}
     for cloud in harness.got["points"]:
         pts = np.frombuffer(bytes(cloud.data), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("id", "<u4")])
@@ -99,7 +100,8 @@ def test_several_tracks_give_an_instance_mask_and_stop_works(harness):
     fresh_frames(harness, 0, 6)
     a, b = harness.segment(QUERY).track_id, harness.segment("the bowl").track_id
     harness.publish_frames(6, 8)
-    harness.wait_for(lambda: len(harness.got["objects"]) >= 2, "objects with both tracks")
+    for key in ("objects", "mask"):
+        harness.wait_for(lambda key=key: len(harness.got[key]) >= 2, f"{key} with both tracks")
     assert sorted(o.track_id for o in harness.got["objects"][-1].objects) == sorted([a, b])
     assert harness.got["mask"][-1].encoding == "mono16"
     ids = np.frombuffer(bytes(harness.got["mask"][-1].data), "<u2")
@@ -114,6 +116,7 @@ def test_several_tracks_give_an_instance_mask_and_stop_works(harness):
     harness.wait_for(lambda: len(harness.got["objects"]) > n, "objects after stop")
     assert [o.track_id for o in harness.got["objects"][-1].objects] == [b]
     assert harness.stop(0).stopped_ids.tolist() == [b]
+    harness.wait_for(lambda: sum(e.event == TrackEvent.STOPPED for e in harness.got["events"]) >= 2, "events")
     stopped = [e.track_id for e in harness.got["events"] if e.event == TrackEvent.STOPPED]
     assert sorted(stopped) == sorted([a, b])
 
@@ -204,7 +207,8 @@ def test_out_of_order_duplicate_and_size_change(harness):
                      and harness.node._counts.get("image duplicate", 0) >= 1, "both counted")
     assert harness.buffered() == 5 and harness.node.session.track_ids == [r.track_id]
     harness.image_pub.publish(image_msg(5, size=(120, 160)))  # the camera switches resolution
-    harness.wait_for(lambda: len(harness.got["objects"]) >= 1, "tracked on the new size")
+    for key in ("objects", "mask"):
+        harness.wait_for(lambda key=key: len(harness.got[key]) >= 1, f"{key} on the new size")
     assert (harness.got["mask"][-1].height, harness.got["mask"][-1].width) == (120, 160)
 
 
@@ -273,3 +277,33 @@ def test_lifecycle_deactivate_cleanup_configure_again(tiny_checkpoint, tmp_path)
         assert h.segment(QUERY).success
     finally:
         h.close()
+
+
+def test_missing_camera_info_gives_outputs_without_3d(tiny_checkpoint):
+    h = NodeHarness(tiny_checkpoint, name="sa2va_i_nocam", use_depth=True, depth_wait=0.05)
+    try:
+        h.start()
+        for i in range(4):
+            h.depth_pub.publish(depth_msg(i))
+            h.image_pub.publish(image_msg(i))
+        h.wait_for(lambda: h.buffered() == 4, "frames buffered")
+        assert h.segment(QUERY).success
+        for i in range(4, 7):
+            h.depth_pub.publish(depth_msg(i))
+            h.image_pub.publish(image_msg(i))
+        h.wait_for(lambda: len(h.got["objects"]) >= 3, "objects without camera_info")
+        assert all(math.isnan(a.objects[0].centroid.z) for a in h.got["objects"])
+        assert h.got["points"] == [] and h.node._counts.get("no camera_info", 0) >= 1
+    finally:
+        h.close()
+
+
+def test_rclpy_hands_invalid_utf8_to_the_node_as_replacement_characters():
+    """Why the node refuses U+FFFD: rclpy decodes an invalid UTF-8 query with replacement characters."""
+    from rclpy.serialization import deserialize_message, serialize_message
+
+    from sa2va_i_ros.srv import Segment
+
+    raw = bytearray(serialize_message(Segment.Request(query="abcd")))
+    raw[raw.find(b"abcd") + 1] = 0xFF
+    assert deserialize_message(bytes(raw), Segment.Request).query == "a\ufffdcd"

@@ -91,9 +91,9 @@ def test_query_before_any_frame(session):
 
 def test_max_tracks_and_stop(session):
     feed(session, 0, 8)
-    ids = [session.segment(SegmentRequest(QUERY)).track_id for _ in range(3)]
+    ids = [session.segment(SegmentRequest(q)).track_id for q in (QUERY, "the bowl", "the box")]
     assert ids == [1, 2, 3]
-    reply = session.segment(SegmentRequest(QUERY))
+    reply = session.segment(SegmentRequest("the plate"))
     assert not reply.success and "max_tracks" in reply.message
     with pytest.raises(ValueError, match="no track 9"):
         session.stop(9)
@@ -102,6 +102,25 @@ def test_max_tracks_and_stop(session):
     assert sorted(o.track_id for o in out.objects) == [1, 3]
     assert session.stop(0) == [1, 3] and session.track_ids == []
     assert feed(session, 9, 10) == [None]
+
+
+def test_the_same_query_again_replaces_its_track(session):
+    feed(session, 0, 8)
+    first = session.segment(SegmentRequest(QUERY))
+    other = session.segment(SegmentRequest("the bowl"))
+    again = session.segment(SegmentRequest(QUERY))
+    assert again.success and again.replaced == [first.track_id] and again.message == f"replaced track {first.track_id}"
+    assert sorted(session.track_ids) == sorted([other.track_id, again.track_id])
+    assert session.queries[again.track_id] == QUERY
+
+
+def test_buffer_downscale_tracks_small_and_answers_at_camera_size(engine):
+    s = Session(engine, FrameBuffer(downscale=64))
+    feed(s, 0, 6)
+    assert s.buffer.latest().rgb.shape == (48, 64, 3)
+    reply = s.segment(SegmentRequest(QUERY))
+    assert reply.success and reply.newest.mask.shape == (96, 128)
+    assert feed(s, 6, 7)[0].objects[0].mask.shape == (96, 128)
 
 
 def test_an_answer_without_mask_is_a_failed_reply_with_the_answer(tmp_path):

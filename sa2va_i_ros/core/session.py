@@ -106,6 +106,7 @@ class SegmentReply:
     sampled_headers: list[Any] = field(default_factory=list)
     newest: ObjectOutput | None = None
     caught_up: list[FrameOutput] = field(default_factory=list)  # outputs on frames newer than the window
+    replaced: list[int] = field(default_factory=list)  # tracks of the same query this one replaced
     timing_ms: dict[str, float] = field(default_factory=dict)
 
 
@@ -221,7 +222,8 @@ class Session:
         report = progress or (lambda stage, fraction, detail: None)
         try:
             options, policy = self.check_request(req)
-            if req.track and len(self.tracker.object_ids) >= self.settings.max_tracks:
+            if req.track and len(self.tracker.object_ids) >= self.settings.max_tracks \
+                    and req.query not in self.queries.values():
                 raise RequestError(f"already tracking {len(self.tracker.object_ids)} objects (max_tracks); "
                                    "stop one first")
             self._enter(report, cancelled)
@@ -282,8 +284,10 @@ class Session:
         report("catching_up", 0.9, f"propagating through {len(window)} buffered frames")
         t1 = time.perf_counter()
 
-        def joined(added, track_id):
+        def joined(added, track_id, replaced):
             self._fill_track(reply, added, window, sampled, req, track_id)
+            reply.replaced = replaced
+            reply.message = f"replaced track {', '.join(map(str, replaced))}" if replaced else ""
             if on_started is not None:
                 on_started(reply)
 
@@ -338,10 +342,15 @@ class Session:
             except ValueError as exc:
                 raise RequestError(f"cannot start the track: {exc}") from exc
             if req.track:
+                # a query asked again replaces its track: one track per query
+                replaced = [i for i, q in self.queries.items() if q == req.query]
+                for i in replaced:
+                    self.tracker.remove_object(i)
+                    del self.queries[i]
                 self.queries[track_id] = req.query
                 self._tracked_size = window[-1].rgb.shape[:2]
                 if on_joined is not None:
-                    on_joined(added, track_id)
+                    on_joined(added, track_id, replaced)
             else:
                 self.tracker.remove_object(track_id)
         return added, track_id

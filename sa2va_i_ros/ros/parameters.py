@@ -54,6 +54,8 @@ PARAMETERS: tuple[Param, ...] = (
     Param("buffer_max_seconds", 30.0, "age limit of buffered frames, by header stamp", "configure",
           low=0.1, high=3600.0),
     Param("buffer_max_megabytes", 512, "memory limit of the frame buffer", "configure", low=1, high=65536),
+    Param("buffer_downscale", 0, "longest side, in pixels, of the buffered (and tracked) copy of each frame; "
+          "0 keeps full frames. Masks come back at the camera's size", "configure", low=0, high=8192),
     # inputs
     Param("image_qos", "sensor_data", "QoS of the image/depth subscriptions: sensor_data (best effort), "
           "reliable or system_default", "activate", choices=("sensor_data", "reliable", "system_default")),

@@ -118,7 +118,7 @@ class SegmentNode(LifecycleNode):
             engine = GroundingEngine.load(p["model"], device=device, dtype=dtype,
                                           original_sam2=p["original_sam2"] or None)
             buffer = FrameBuffer(max_frames=p["buffer_max_frames"], max_seconds=p["buffer_max_seconds"],
-                                 max_bytes=p["buffer_max_megabytes"] << 20)
+                                 max_bytes=p["buffer_max_megabytes"] << 20, downscale=p["buffer_downscale"] or None)
             tracker = TrackerConfig(gap_policy=p["gap_policy"], threshold=p["presence_threshold"],
                                     lost_after=p["lost_after_frames"], found_after=p["found_after_frames"],
                                     dtype=dtype)
@@ -329,6 +329,8 @@ class SegmentNode(LifecycleNode):
                              prompt_frames=goal.prompt_frames, track=bool(goal.track),
                              window_sec=float(goal.window_sec))
         def started(reply) -> None:  # under the session's lock: before any later live frame
+            for old in reply.replaced:
+                self._publish_event(reply.newest.header, old, TrackEvent.STOPPED, 0.0)
             self._publish_event(reply.newest.header, reply.track_id, TrackEvent.STARTED, reply.newest.score)
             for out in reply.caught_up:  # frames that arrived while grounding ran
                 self._emit(out, None, conv.stamp_to_ns(out.header.stamp))

@@ -42,10 +42,11 @@ def resolve(model: str, revision: str | None = None) -> Path:
         from huggingface_hub import snapshot_download
     except ImportError as exc:  # pragma: no cover - huggingface_hub is a core dependency
         raise CheckpointError(f"{model}: huggingface_hub is needed to download hub checkpoints") from exc
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
     try:
-        return Path(snapshot_download(repo_id=model, revision=revision, allow_patterns=HUB_PATTERNS))
+        return Path(snapshot_download(repo_id=model, revision=revision, allow_patterns=HUB_PATTERNS,
+                                      local_files_only=offline))
     except Exception as exc:  # hub errors come in many classes; all mean "not available"
-        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
         hint = (" (offline mode is on and it is not in the local cache)" if offline
                 else " (check the name, your network and, for gated repos, your token)")
         raise CheckpointError(f"{model}: cannot get it from the Hugging Face hub{hint}: {exc}") from exc
