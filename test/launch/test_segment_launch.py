@@ -10,7 +10,9 @@ the same `check_replay` as the CI test. CI cannot run it (launch_testing is not
 on PyPI); pytest does not collect this folder (see test/conftest.py).
 """
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 import unittest
@@ -33,6 +35,7 @@ from sa2va_i_ros.tools.replay_run import Observer, ReplayOptions, bag_depths, ch
 from sa2va_i_ros.tools.ros_env import fastdds_profile
 
 WORK = Path(tempfile.mkdtemp(prefix="sa2va_i_launch_test_"))
+atexit.register(shutil.rmtree, WORK, ignore_errors=True)  # checkpoint, bag and params of this run
 CHECKPOINT, RECORDING = WORK / "checkpoint", WORK / "recording"
 BAG = RECORDING / "tabletop_mcap"
 # as test_bag_replay.py: every frame must reach the node, so the image subscription is reliable and deep
