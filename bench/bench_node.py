@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sa2va_i_ros.tools.node_client import call, configure_and_activate, spin_until
 from sa2va_i_ros.tools.ros_env import apply_local_ros_env, local_ros_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,8 +57,6 @@ def node_overhead(frames: int = 200, rate_hz: float = 10.0, with_overlay: bool =
     """Run the node process and read its reported overhead; ``with_overlay`` subscribes to ~/overlay too."""
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
-    from lifecycle_msgs.msg import Transition
-    from lifecycle_msgs.srv import ChangeState
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
@@ -83,25 +82,15 @@ def node_overhead(frames: int = 200, rate_hz: float = 10.0, with_overlay: bool =
         node.create_subscription(Image, f"{NODE}/overlay", lambda m: None, 5)
     pub = node.create_publisher(Image, "/bench/image", qos_profile_sensor_data)
     try:
-        change = node.create_client(ChangeState, f"{NODE}/change_state")
-        for t in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
-            while not change.service_is_ready():
-                _spin_for(ex, 0.1)
-            fut = change.call_async(ChangeState.Request(transition=Transition(id=t)))
-            while not fut.done():
-                _spin_for(ex, 0.05)
-        while pub.get_subscription_count() == 0:
-            _spin_for(ex, 0.1)
+        configure_and_activate(node, ex, NODE)
+        if not spin_until(ex, lambda: pub.get_subscription_count() > 0, 60):
+            raise RuntimeError("the node did not subscribe to the image topic")
         for i in range(10):
             pub.publish(_image(i))
             _spin_for(ex, 1 / rate_hz)
-        seg = node.create_client(Segment, f"{NODE}/segment")
-        while not seg.service_is_ready():
-            _spin_for(ex, 0.1)
-        fut = seg.call_async(Segment.Request(query="the cup left of the bowl"))
-        while not fut.done():
-            _spin_for(ex, 0.05)
-        assert fut.result().success, fut.result().message
+        reply = call(ex, node.create_client(Segment, f"{NODE}/segment"),
+                     Segment.Request(query="the cup left of the bowl"), "the segment request")
+        assert reply.success, reply.message
         for i in range(frames):
             pub.publish(_image(10 + i))
             _spin_for(ex, 1 / rate_hz)

@@ -16,7 +16,6 @@ import statistics
 import sys
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 NOTE = ("NOTE: the embedded checkpoint has RANDOM weights: the plumbing (bag -> node -> masks, stamps, "
@@ -68,6 +67,7 @@ def summarise(result, bag_stamps: list[int], model: str) -> dict:
 
 def main(argv=None) -> int:
     from sa2va_i_ros.core.checkpoint.tiny import write_tiny_checkpoint
+    from sa2va_i_ros.ros.conversions import image_to_rgb
     from sa2va_i_ros.synthetic.gt import read_gt
     from sa2va_i_ros.tools import make_bag
     from sa2va_i_ros.tools.replay_run import ReplayOptions, run_replay
@@ -98,9 +98,7 @@ def main(argv=None) -> int:
                                               "image_queue_depth": 100}))
     summary = summarise(result, list(gt.stamps_ns), model)
     for k, stamp in enumerate(sorted(result.overlays)[:: max(1, len(result.overlays) // 4)][:4]):
-        msg = result.overlays[stamp]
-        rgb = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.width, 3)
-        Image.fromarray(rgb).save(out / f"overlay_{k}_{stamp}.png")
+        Image.fromarray(image_to_rgb(result.overlays[stamp])).save(out / f"overlay_{k}_{stamp}.png")
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps({k: summary[k] for k in ("frames_replayed", "answer", "masks_published", "stamps_match",
                                               "latency_ms_p50", "latency_ms_p95")}, indent=2))

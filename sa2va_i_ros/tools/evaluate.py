@@ -59,7 +59,7 @@ def load_segmenter(model: str, device: str = "cpu", dtype: str = "float32",
                    original_sam2: str | None = None) -> VideoSegmenter:
     """The project's offline pipeline on a checkpoint directory or hub id."""
     try:
-        # Integration point: the inference pipeline of sa2va_i_ros.core implements VideoSegmenter.
+        # VideoPipeline implements VideoSegmenter; it imports torch and sam2, which a bare install may lack
         from sa2va_i_ros.core.pipeline import VideoPipeline
     except ImportError as exc:
         raise SegmenterUnavailable(f"the inference pipeline (sa2va_i_ros.core.pipeline.VideoPipeline) cannot "

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from sa2va_i_ros.evaluation.datasets import read_frames as read_image_files
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
@@ -37,7 +39,7 @@ def read_frames(source: str | Path, max_frames: int | None = None) -> tuple[list
         raise ValueError(f"{source} does not exist")
     if source.is_dir():
         paths = frame_paths(source)[:max_frames]
-        return [np.asarray(Image.open(p).convert("RGB")) for p in paths], [p.stem for p in paths], 0.0
+        return read_image_files(paths), [p.stem for p in paths], 0.0
     av = _av()
     with av.open(str(source)) as container:
         stream = container.streams.video[0]

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sa2va_i_ros.synthetic.bag_writer import COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC
+from sa2va_i_ros.synthetic.bag_writer import COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC, TYPESTORE
+from sa2va_i_ros.tools.node_client import call, configure_and_activate, spin_until
 from sa2va_i_ros.tools.ros_env import local_ros_env
 
 QUERY = "the cup left of the bowl"
@@ -116,37 +117,21 @@ class Observer:
         self._request = Segment.Request
 
     def spin(self, predicate, timeout: float) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if predicate():
-                return True
-            self.executor.spin_once(timeout_sec=0.02)
-        return predicate()
+        return spin_until(self.executor, predicate, timeout)
 
     def activate(self) -> None:
         """configure + activate through the node's lifecycle services (the launch file does it itself)."""
-        from lifecycle_msgs.msg import Transition
-        from lifecycle_msgs.srv import ChangeState
-
-        client = self.node.create_client(ChangeState, f"/{self.opts.node_name}/change_state")
-        if not self.spin(client.service_is_ready, 60):
-            raise RuntimeError("the node's lifecycle service did not appear")
-        for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
-            future = client.call_async(ChangeState.Request(transition=Transition(id=transition)))
-            if not self.spin(future.done, 120) or not future.result().success:
-                raise RuntimeError(f"lifecycle transition {transition} failed")
+        configure_and_activate(self.node, self.executor, self.opts.node_name)
 
     def query_and_collect(self, player_done) -> ReplayResult:
         """Send the query after ``query_after`` frames, then collect until the node answered the last frame."""
         opts, r = self.opts, self.result
         if not self.spin(lambda: len(r.camera_headers) >= opts.query_after, opts.timeout_s):
             raise RuntimeError(f"only {len(r.camera_headers)} camera frames arrived")
-        self.spin(self.segment.service_is_ready, 30)
         r.query_sent_after = len(r.camera_headers)
-        future = self.segment.call_async(self._request(query=opts.query, track=True))
-        if not self.spin(future.done, opts.timeout_s):
-            raise RuntimeError("no reply to the segment request")
-        r.reply, r.reply_time = future.result(), time.monotonic()
+        r.reply = call(self.executor, self.segment, self._request(query=opts.query, track=True),
+                       "the segment request", opts.timeout_s)
+        r.reply_time = time.monotonic()
         self.spin(player_done, opts.timeout_s)
         self._drain(quiet_s=3.0)
         return r
@@ -291,14 +276,12 @@ def check_replay(result: ReplayResult, bag_stamps: list[int], frame_id: str, k: 
 def bag_depths(bag: Path) -> dict[int, np.ndarray]:
     """Depth in metres of every frame of a bag, by header stamp (read with rosbags)."""
     from rosbags.rosbag2 import Reader
-    from rosbags.typesys import Stores, get_typestore
 
-    store = get_typestore(Stores.ROS2_KILTED)
     depths = {}
     with Reader(bag) as reader:
         conns = [c for c in reader.connections if c.topic == DEPTH_TOPIC]
         for conn, _, raw in reader.messages(connections=conns):
-            msg = store.deserialize_cdr(raw, conn.msgtype)
+            msg = TYPESTORE.deserialize_cdr(raw, conn.msgtype)
             depths[_stamp_ns(msg.header)] = np.frombuffer(msg.data.tobytes(), "<u2").reshape(
                 msg.height, msg.width) / 1000.0
     return depths
