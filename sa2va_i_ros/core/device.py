@@ -2,6 +2,14 @@
 
 Nothing is hard-coded to CUDA: the model lives where the option says, and
 reduced precision runs as Sa2VA does on GPU (weights in that dtype, autocast).
+
+``auto`` takes bfloat16 only on a GPU that computes it natively (compute
+capability 8.0 or newer: Ampere, Ada, Hopper, Jetson Orin). Older GPUs (Volta,
+Turing: Jetson Xavier, T4, V100) get float16, and there the language model is
+kept in float32 (``language_model_dtype``): Qwen2.5 and InternLM2 were trained
+in bfloat16, whose range float16 lacks, and their activations can overflow it
+(inf/NaN hidden states). The vision tower and SAM2 run in float16, the [SEG]
+embedding is computed in float32 and handed to SAM2.
 """
 
 from __future__ import annotations
@@ -15,13 +23,32 @@ DTYPES = {"float32": torch.float32, "fp32": torch.float32,
           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 
 
+def bf16_native(device: str | torch.device) -> bool:
+    """Whether this CUDA device computes bfloat16 natively (not emulated): capability >= 8.0."""
+    if torch.version.hip:
+        return True
+    device = torch.device(device)
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return False
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return torch.cuda.get_device_properties(index).major >= 8
+
+
 def resolve_auto(device: str, dtype: str) -> tuple[str, str]:
-    """``auto`` picks cuda when available, and there bfloat16 (as Sa2VA runs), float32 on cpu."""
+    """``auto``: cuda when available; there bfloat16 (as Sa2VA runs) where native, else float16; cpu float32."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if dtype == "auto":
-        dtype = "bfloat16" if device.startswith("cuda") else "float32"
+        if device.startswith("cuda"):
+            dtype = "bfloat16" if bf16_native(device) else "float16"
+        else:
+            dtype = "float32"
     return device, dtype
+
+
+def language_model_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The language model's dtype for a model dtype: float32 instead of float16 (see the module doc)."""
+    return torch.float32 if dtype == torch.float16 else dtype
 
 
 def resolve_device(name: str) -> torch.device:

@@ -30,6 +30,10 @@ class StrictLoadError(CheckpointError):
         super().__init__("strict loading failed; " + "; ".join(parts))
 
 
+class ModelLoadError(CheckpointError):
+    """Building or filling the network failed (out of memory, a missing package...); the reason is said."""
+
+
 class UnsupportedModelError(CheckpointError):
     """The checkpoint is a Sa2VA variant this port does not load (yet)."""
 
@@ -40,6 +44,10 @@ class QueryError(Sa2VAError):
 
 class FramesError(Sa2VAError):
     """The frames cannot be grounded (none, wrong dtype or shape, sizes differ)."""
+
+
+class NumericsError(Sa2VAError):
+    """The model computed inf/NaN (e.g. a language model overflowing float16)."""
 
 
 class Cancelled(Sa2VAError):

@@ -19,10 +19,12 @@ import numpy as np
 import torch
 
 from . import preprocess, prompt
+from .checkpoint.build import load_failure, load_model
 from .checkpoint.config import read_config
-from .checkpoint.load import load_weights, resolve
-from .device import autocast, resolve_device, resolve_dtype
-from .errors import Cancelled, CheckpointError, FramesError, QueryError
+from .checkpoint.load import resolve
+from .checkpoint.placement import parse_devices
+from .device import autocast, language_model_dtype, resolve_device, resolve_dtype
+from .errors import Cancelled, CheckpointError, FramesError, NumericsError, QueryError
 from .generation import StopWords, greedy_generate
 from .sam2_model import encode_image, with_decoder_convs
 from .sampling import sample_indices, unique_in_order
@@ -104,18 +106,30 @@ class GroundingEngine:
 
     @classmethod
     def load(cls, model: str, device: str = "cpu", dtype: str = "float32",
-             original_sam2: str | Path | None = None, revision: str | None = None) -> GroundingEngine:
-        """Load a Sa2VA / Sa2VA-i checkpoint directory or hub id."""
-        from .sa2va_model import Sa2VAModel
+             original_sam2: str | Path | None = None, revision: str | None = None,
+             lm_devices: str | list[str] | None = None) -> GroundingEngine:
+        """Load a Sa2VA / Sa2VA-i checkpoint directory or hub id (``revision``: a hub branch, tag or commit).
 
+        The network is built without weights and each tensor read straight into
+        its dtype and device (``checkpoint.build``). ``dtype`` float16 keeps the
+        language model in float32 (``device.language_model_dtype``);
+        ``lm_devices`` (e.g. "cuda:0,cuda:1") spreads the language model over
+        several GPUs. Every failure is a ``CheckpointError`` (or ``ValueError`` for
+        a bad device/dtype) with the reason.
+        """
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
+        layer_devices = parse_devices(lm_devices)
+        for d in layer_devices:
+            resolve_device(str(d))
         directory = resolve(model, revision)
         cfg = read_config(directory, name=model)
-        net = Sa2VAModel(cfg)
-        report = load_weights(net, directory, model, original_sam2=original_sam2)
-        tokenizer = load_tokenizer(directory, model)
-        net.to(device=dev, dtype=dt)  # as Sa2VA's preparing_for_generation: whole model in one dtype
+        net, report = load_model(cfg, directory, model, dev, dt, lm_dtype=language_model_dtype(dt),
+                                 lm_devices=layer_devices, original_sam2=original_sam2)
+        try:
+            tokenizer = load_tokenizer(directory, model)
+        except Exception as exc:
+            raise load_failure(model, exc) from None
         return cls(net, tokenizer, cfg, dev, dt, report)
 
     # -- checks ---------------------------------------------------------------------------------
@@ -212,7 +226,13 @@ class GroundingEngine:
         embeds[0, selected] = vit.reshape(-1, vit.shape[-1]).to(embeds.dtype)
         gen = greedy_generate(model.language_model, embeds, seg_id=self.seg_id, eos_id=self.eos_id,
                               stop=self.stop, max_new_tokens=opts.max_new_tokens, cancelled=cancelled)
-        return gen, model.text_hidden_fcs(gen.seg_hidden)
+        seg = model.text_hidden_fcs(gen.seg_hidden.to(dev))
+        if not bool(torch.isfinite(seg).all()):
+            lm_dtype = str(embeds.dtype).removeprefix("torch.")
+            raise NumericsError(f"the language model ({lm_dtype}) produced inf/NaN [SEG] states; "
+                                "run it in bfloat16 or float32 (dtype auto keeps it in float32 on GPUs "
+                                "without bfloat16)")
+        return gen, seg
 
     def _encode(self, pixels: dict[int, torch.Tensor]) -> tuple[dict[int, dict], dict[int, dict]]:
         """Image encoder once per frame; features for the finetuned and for the original decoder.
@@ -242,7 +262,7 @@ class GroundingEngine:
         levels = len(features[sampled[0]]["backbone_fpn"])
         backbone = {key: [torch.cat([features[i][key][lvl] for i in sampled]) for lvl in range(levels)]
                     for key in ("backbone_fpn", "vision_pos_enc")}
-        language = embedding.reshape(1, 1, -1).expand(len(sampled), 1, -1)
+        language = embedding.to(self.dtype).reshape(1, 1, -1).expand(len(sampled), 1, -1)
         with autocast(self.device, self.dtype):
             low_res, _, _ = decode_language_prompt(self.model.sam2, self.model.finetuned_decoder, backbone,
                                                    language)

@@ -14,8 +14,12 @@ both SAM2 mask decoders: ``sam_mask_decoder`` (original SAM 2.0) and
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import torch
+
+from . import internlm2
+from .stream import Piece
 
 SAM2_PREFIX = "grounding_encoder.sam2_model."
 MODIFIED_DECODER = SAM2_PREFIX + "sam_mask_decoder_modified."
@@ -110,3 +114,32 @@ def original_decoder_name(name: str) -> str | None:
         if name.startswith(prefix + "sam_mask_decoder."):
             return "sam2." + name[len(prefix):]
     return None
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What decides the renames of one checkpoint."""
+
+    sa2va_i: bool  # both SAM2 decoders on disk
+    internlm2: tuple[int, int, int] | None = None  # (heads, kv heads, head dim) of an InternLM2 language model
+
+
+def targets(name: str, shape: tuple[int, ...], layout: Layout) -> list[tuple[str, list[Piece]]] | None:
+    """Our tensors one official tensor fills, each with the row pieces it takes (None: not one of ours)."""
+    rows = shape[0] if shape else 1
+    if layout.internlm2 is not None and name.startswith(internlm2.PREFIX):
+        ours = internlm2.map_name(name)
+        if ours is None:
+            return None
+        if ".self_attn.qkv." in ours:
+            base, param = ours.rsplit(".qkv.", 1)
+            pieces = internlm2.wqkv_pieces(*layout.internlm2)
+            return [(f"{base}.{p}_proj.{param}", pieces[p]) for p in "qkv"]
+        return [(ours, [(0, rows, 0)])]
+    names = expand(name, layout.sa2va_i)
+    if names is None:
+        return None
+    if len(names) == 3:  # InternViT's fused qkv: [:D], [D:2D], [2D:]
+        dim = rows // 3
+        return [(n, [(k * dim, dim, 0)]) for k, n in enumerate(names)]
+    return [(names[0], [(0, rows, 0)])]

@@ -3,8 +3,9 @@
 Strict means: every tensor on disk fills a parameter, every parameter is filled,
 every shape matches; otherwise ``StrictLoadError`` names what is missing, left
 over or mis-shaped. Only safetensors are read (no pickle, no remote code).
-Tensors are copied one at a time into the already-built model, so loading needs
-no second copy of the weights in memory.
+The network is built without weights (meta parameters, ``materialise``), each
+tensor is allocated in its final dtype and device and read straight into it
+(``stream``), so loading needs no second copy of the weights in memory.
 """
 
 from __future__ import annotations
@@ -13,13 +14,12 @@ import json
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..errors import CheckpointError, StrictLoadError
-from . import keys
+from . import keys, materialise, stream
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*"]
@@ -73,46 +73,45 @@ def tensor_files(directory: Path, name: str) -> list[Path]:
     return files
 
 
-@dataclass(frozen=True)
-class DiskTensor:
-    file: Path
-    name: str
-    shape: tuple[int, ...]
-
-
-def read_tensor_names(files: Iterable[Path], name: str) -> dict[str, DiskTensor]:
-    """Name -> (file, shape) of every tensor, reading headers only."""
-    from safetensors import safe_open
-
-    found: dict[str, DiskTensor] = {}
+def read_tensor_names(files: Iterable[Path], name: str) -> dict[str, stream.Entry]:
+    """Name -> where it lies (file, dtype, shape, bytes) of every tensor, reading headers only."""
+    found: dict[str, stream.Entry] = {}
     for file in files:
-        try:
-            with safe_open(str(file), framework="pt") as f:
-                for key in f.keys():  # noqa: SIM118  (safe_open is not a dict)
-                    found[key] = DiskTensor(file, key, tuple(f.get_slice(key).get_shape()))
-        except Exception as exc:  # safetensors raises its own error types
-            raise CheckpointError(f"{name}: {file.name} is not a readable safetensors file ({exc})") from exc
+        found.update(stream.read_header(file, name))
     return found
 
 
-def _plan(expected: dict[str, torch.Size], disk: dict[str, DiskTensor], sa2va_i: bool,
-          original: dict[str, DiskTensor] | None, optional: set[str]) -> list[tuple[DiskTensor, list[str]]]:
+# (our tensor name, row pieces) per disk tensor
+Plan = list[tuple[stream.Entry, list[tuple[str, list[stream.Piece]]]]]
+
+
+def _fits(pieces: list[stream.Piece], disk: tuple[int, ...], ours: tuple[int, ...]) -> bool:
+    rows = sum(n for _, n, _ in pieces)
+    if not disk or not ours:
+        return disk == ours
+    return rows == ours[0] and tuple(disk[1:]) == tuple(ours[1:]) and \
+        all(s >= 0 and s + n <= disk[0] and d >= 0 and d + n <= ours[0] for s, n, d in pieces)
+
+
+def _plan(expected: dict[str, torch.Size], disk: dict[str, stream.Entry], layout: keys.Layout,
+          original: dict[str, stream.Entry] | None, optional: set[str]) -> Plan:
     """Match disk tensors to parameters; raise StrictLoadError on any gap."""
-    plan: list[tuple[DiskTensor, list[str]]] = []
+    plan: Plan = []
     filled: set[str] = set()
     unexpected, mismatched = [], []
     for disk_name, t in disk.items():
-        targets = keys.expand(disk_name, sa2va_i)
-        if not targets or any(tg not in expected for tg in targets):
+        found = keys.targets(disk_name, t.shape, layout)
+        if not found or any(tg not in expected for tg, _ in found):
             unexpected.append(disk_name)
             continue
-        shape = (t.shape[0] // 3, *t.shape[1:]) if len(targets) == 3 else t.shape
-        bad = [tg for tg in targets if tuple(expected[tg]) != tuple(shape)]
-        if bad or (len(targets) == 3 and t.shape[0] % 3):
-            mismatched.append(f"{disk_name} {list(t.shape)} vs {targets[0]} {list(expected[targets[0]])}")
+        bad = [tg for tg, pieces in found if not _fits(pieces, t.shape, tuple(expected[tg]))]
+        if not bad and sum(n for _, pieces in found for _, n, _ in pieces) != t.rows:
+            bad = [found[0][0]]  # a fused tensor whose rows the parts do not cover exactly
+        if bad:
+            mismatched.append(f"{disk_name} {list(t.shape)} vs {bad[0]} {list(expected[bad[0]])}")
             continue
-        plan.append((t, targets))
-        filled.update(targets)
+        plan.append((t, found))
+        filled.update(tg for tg, _ in found)
     for disk_name, t in (original or {}).items():
         tg = keys.original_decoder_name(disk_name)
         if tg is None:
@@ -122,7 +121,7 @@ def _plan(expected: dict[str, torch.Size], disk: dict[str, DiskTensor], sa2va_i:
         elif tuple(expected[tg]) != t.shape:
             mismatched.append(f"{t.file.name}:{disk_name} {list(t.shape)} vs {tg} {list(expected[tg])}")
         else:
-            plan.append((t, [tg]))
+            plan.append((t, [(tg, [(0, t.rows, 0)])]))
             filled.add(tg)
     missing = sorted(set(expected) - filled - optional)
     if missing or unexpected or mismatched:
@@ -130,18 +129,30 @@ def _plan(expected: dict[str, torch.Size], disk: dict[str, DiskTensor], sa2va_i:
     return plan
 
 
+def layout_of(model: torch.nn.Module, names: set[str]) -> keys.Layout:
+    lm = model.language_model.config
+    internlm2 = None
+    if model.cfg.llm_arch == "InternLM2ForCausalLM":
+        internlm2 = (lm.num_attention_heads, lm.num_key_value_heads, lm.head_dim)
+    return keys.Layout(sa2va_i=keys.is_sa2va_i(names), internlm2=internlm2)
+
+
 @torch.no_grad()
-def load_weights(model: torch.nn.Module, directory: Path, name: str,
-                 original_sam2: Path | None = None) -> dict:
+def load_weights(model: torch.nn.Module, directory: Path, name: str, original_sam2: Path | None = None,
+                 placement: materialise.Placement | None = None) -> dict:
     """Fill every parameter of ``model`` (a ``Sa2VAModel``) from the checkpoint.
 
-    Returns a small report: the number of tensors read, whether the file is a
-    Sa2VA-i checkpoint (both decoders) and where the original decoder came from.
+    A model built with empty (meta) parameters gets each tensor allocated where
+    ``placement`` says (default: cpu, float32) just before it is read; an eagerly
+    built one is overwritten in place. Every tensor is checked against the model
+    (names, shapes) before any memory is allocated. Returns a small report: the
+    number of tensors read, whether the file is a Sa2VA-i checkpoint (both
+    decoders), where the original decoder came from, and the bytes on disk.
     """
     disk = read_tensor_names(tensor_files(directory, name), name)
-    sa2va_i = keys.is_sa2va_i(set(disk))
+    layout = layout_of(model, set(disk))
     original = None
-    if not sa2va_i:
+    if not layout.sa2va_i:
         if original_sam2 is None:
             raise CheckpointError(
                 f"{name} is a plain Sa2VA checkpoint: its sam_mask_decoder is the Sa2VA-finetuned one, and "
@@ -155,20 +166,22 @@ def load_weights(model: torch.nn.Module, directory: Path, name: str,
         original = read_tensor_names([original_sam2], str(original_sam2))
     expected = model.parameter_names()
     optional = {"language_model.lm_head.weight"} if model.tied_lm_head else set()
-    plan = _plan(expected, disk, sa2va_i, original, optional)
+    plan = _plan(expected, disk, layout, original, optional)
 
-    from safetensors import safe_open
-
+    if placement is not None or materialise.meta_tensors(model):
+        materialise.allocate(model, placement or (lambda _: (torch.device("cpu"), torch.float32)))
     params = model.state_dict(keep_vars=True)
-    by_file: dict[Path, list[tuple[DiskTensor, list[str]]]] = {}
-    for t, targets in plan:
-        by_file.setdefault(t.file, []).append((t, targets))
+    by_file: dict[Path, Plan] = {}
+    for t, found in plan:
+        by_file.setdefault(t.file, []).append((t, found))
     for file, items in by_file.items():
-        with safe_open(str(file), framework="pt") as f:
-            for t, targets in items:
-                tensor = f.get_tensor(t.name)
-                parts = keys.qkv_chunks(tensor) if len(targets) == 3 else (tensor,)
-                for target, part in zip(targets, parts, strict=True):
-                    params[target].data.copy_(part)
-    return {"tensors": len(disk), "sa2va_i": sa2va_i,
-            "original_decoder": "checkpoint" if sa2va_i else str(original_sam2)}
+        with stream.open_for_reading(file) as f:
+            for t, found in sorted(items, key=lambda item: item[0].start):
+                for target, pieces in found:
+                    stream.copy_rows(f, t, params[target].data, pieces)
+    left = materialise.meta_tensors(model)
+    if left:
+        raise CheckpointError(f"{name}: tensors left without weights: {', '.join(left[:5])}")
+    return {"tensors": len(disk), "sa2va_i": layout.sa2va_i,
+            "original_decoder": "checkpoint" if layout.sa2va_i else str(original_sam2),
+            "bytes_on_disk": sum(f.stat().st_size for f in {t.file for t in disk.values()})}
