@@ -4,7 +4,11 @@ Three topics, as a RealSense-style RGB-D driver publishes them: colour (rgb8),
 depth aligned to colour (16UC1 millimetres) and the colour CameraInfo, one of
 each per frame with the frame's stamp in the header and as the bag's receive
 time, so a replay reproduces the recorded timing. mcap is the default storage
-(the rosbag2 default since Iron); sqlite3 on request.
+(the rosbag2 default since Iron); sqlite3 on request. ``compressed=True``
+records what image_transport's plugins publish instead of the raw images:
+``.../image_raw/compressed`` (JPEG, ``rgb8; jpeg compressed bgr8``) and
+``.../image_raw/compressedDepth`` (``16UC1; compressedDepth png``), as most
+recorded bags of real robots hold them.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
+from sa2va_i_ros.core.compressed_codec import encode_depth_16uc1, encode_jpeg
 from sa2va_i_ros.synthetic.scene import FRAME_ID, NS_PER_S, Frame
 
 COLOR_TOPIC = "/camera/color/image_raw"
@@ -26,6 +31,15 @@ TOPIC_TYPES = {
     DEPTH_TOPIC: "sensor_msgs/msg/Image",
     INFO_TOPIC: "sensor_msgs/msg/CameraInfo",
 }
+# image_transport names its transports' topics <base topic>/<transport>
+COMPRESSED_COLOR_TOPIC = COLOR_TOPIC + "/compressed"
+COMPRESSED_DEPTH_TOPIC = DEPTH_TOPIC + "/compressedDepth"
+COMPRESSED_TOPIC_TYPES = {
+    COMPRESSED_COLOR_TOPIC: "sensor_msgs/msg/CompressedImage",
+    COMPRESSED_DEPTH_TOPIC: "sensor_msgs/msg/CompressedImage",
+    INFO_TOPIC: "sensor_msgs/msg/CameraInfo",
+}
+JPEG_QUALITY = 95  # image_transport's default jpeg_quality
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)  # same definitions (and hashes) as jazzy for these types
 
@@ -44,6 +58,11 @@ def _image(header, pixels: np.ndarray, encoding: str):
         step=data.size // height, data=data)
 
 
+def _compressed(header, fmt: str, data: bytes):
+    return TYPESTORE.types["sensor_msgs/msg/CompressedImage"](
+        header=header, format=fmt, data=np.frombuffer(data, np.uint8))
+
+
 def _camera_info(header, info: dict):
     types = TYPESTORE.types
     roi = types["sensor_msgs/msg/RegionOfInterest"](
@@ -59,21 +78,32 @@ def _wire(cdr: bytes) -> bytes:
     return cdr + b"\0" * (-len(cdr) % 4)
 
 
-def frame_messages(frame: Frame, camera_info: dict) -> dict[str, bytes]:
+def frame_messages(frame: Frame, camera_info: dict, compressed: bool = False) -> dict[str, bytes]:
     """CDR bytes of the three messages of one frame, by topic, in the padded form a recording holds."""
     header = _header(frame.stamp_ns)
-    depth = frame.depth_mm.astype("<u2", copy=False)  # is_bigendian = 0 whatever the host
-    msgs = {
-        COLOR_TOPIC: _image(header, frame.rgb, "rgb8"),
-        DEPTH_TOPIC: _image(header, depth, "16UC1"),
-        INFO_TOPIC: _camera_info(header, camera_info),
-    }
-    return {topic: _wire(bytes(TYPESTORE.serialize_cdr(msg, TOPIC_TYPES[topic])))
-            for topic, msg in msgs.items()}
+    if compressed:
+        msgs = {
+            COMPRESSED_COLOR_TOPIC: _compressed(header, *encode_jpeg(frame.rgb, JPEG_QUALITY)),
+            COMPRESSED_DEPTH_TOPIC: _compressed(header, *encode_depth_16uc1(frame.depth_mm)),
+            INFO_TOPIC: _camera_info(header, camera_info),
+        }
+    else:
+        depth = frame.depth_mm.astype("<u2", copy=False)  # is_bigendian = 0 whatever the host
+        msgs = {
+            COLOR_TOPIC: _image(header, frame.rgb, "rgb8"),
+            DEPTH_TOPIC: _image(header, depth, "16UC1"),
+            INFO_TOPIC: _camera_info(header, camera_info),
+        }
+    types = topic_types(compressed)
+    return {topic: _wire(bytes(TYPESTORE.serialize_cdr(msg, types[topic]))) for topic, msg in msgs.items()}
+
+
+def topic_types(compressed: bool = False) -> dict[str, str]:
+    return COMPRESSED_TOPIC_TYPES if compressed else TOPIC_TYPES
 
 
 def write_bag(path: str | Path, frames: Iterable[Frame], camera_info: dict, storage: str = "mcap",
-              on_frame=None) -> int:
+              on_frame=None, compressed: bool = False) -> int:
     """Write the frames to a new rosbag2 directory ``path``; returns the number of messages.
 
     ``on_frame(frame)`` is called after each frame is written (the GT writer rides
@@ -84,9 +114,9 @@ def write_bag(path: str | Path, frames: Iterable[Frame], camera_info: dict, stor
     count = 0
     with Writer(Path(path), version=9, storage_plugin=STORAGES[storage]) as writer:
         conns = {topic: writer.add_connection(topic, msgtype, typestore=TYPESTORE)
-                 for topic, msgtype in TOPIC_TYPES.items()}
+                 for topic, msgtype in topic_types(compressed).items()}
         for frame in frames:
-            for topic, data in frame_messages(frame, camera_info).items():
+            for topic, data in frame_messages(frame, camera_info, compressed).items():
                 writer.write(conns[topic], frame.stamp_ns, data)
                 count += 1
             if on_frame is not None:

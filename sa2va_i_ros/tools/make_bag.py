@@ -1,10 +1,12 @@
 """``sa2va-i-make-bag``: a deterministic synthetic tabletop rosbag2 recording and its ground truth.
 
-    sa2va-i-make-bag OUT_DIR [--storage mcap|sqlite3] [--frames 90] [--size 320x240] [--fps 15] [--seed 0]
+    sa2va-i-make-bag OUT_DIR [--storage mcap|sqlite3] [--compressed] [--frames 90] [--size 320x240] [--fps 15]
+                     [--seed 0]
 
 Writes ``OUT_DIR/tabletop_<storage>/`` (the bag: colour, aligned depth and
-CameraInfo topics) and ``OUT_DIR/gt/`` (DAVIS-style ground truth, see
-docs/BAGS.md). An existing bag is never overwritten without ``--force``; an
+CameraInfo topics; with ``--compressed``, ``OUT_DIR/tabletop_<storage>_compressed/``
+with image_transport's ``compressed`` JPEG colour and ``compressedDepth`` PNG
+depth instead) and ``OUT_DIR/gt/`` (DAVIS-style ground truth, see docs/BAGS.md). An existing bag is never overwritten without ``--force``; an
 existing gt/ of the same scene is kept (so the mcap and sqlite3 bags of one
 scene share it), one of another scene is an error without ``--force``.
 """
@@ -19,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from sa2va_i_ros.synthetic.bag_writer import STORAGES, TOPIC_TYPES, write_bag
+from sa2va_i_ros.synthetic.bag_writer import STORAGES, topic_types, write_bag
 from sa2va_i_ros.synthetic.gt import GtWriter
 from sa2va_i_ros.synthetic.scene import SceneSpec, generate_frames
 
@@ -36,6 +38,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="sa2va-i-make-bag", description=__doc__.split("\n")[0])
     p.add_argument("out_dir", type=Path, help="output folder (created)")
     p.add_argument("--storage", choices=sorted(STORAGES), default="mcap", help="bag storage (default mcap)")
+    p.add_argument("--compressed", action="store_true",
+                   help="record image_transport's compressed (JPEG) colour and compressedDepth (PNG) depth")
     p.add_argument("--frames", type=int, default=90, help="number of frames (default 90)")
     p.add_argument("--size", type=_size, default=(320, 240), help="WIDTHxHEIGHT (default 320x240)")
     p.add_argument("--fps", type=float, default=15.0, help="frame rate (default 15)")
@@ -62,7 +66,8 @@ def main(argv=None) -> int:
     except ValueError as exc:
         print(f"sa2va-i-make-bag: {exc}", file=sys.stderr)
         return 2
-    bag_dir, gt_dir = args.out_dir / f"tabletop_{args.storage}", args.out_dir / "gt"
+    suffix = "_compressed" if args.compressed else ""
+    bag_dir, gt_dir = args.out_dir / f"tabletop_{args.storage}{suffix}", args.out_dir / "gt"
     gt_state = _gt_state(gt_dir, spec)
     if not args.force and (bag_dir.exists() or gt_state == "other"):
         what = bag_dir if bag_dir.exists() else f"{gt_dir} (made from another scene)"
@@ -77,7 +82,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     try:
         count = write_bag(bag_dir, generate_frames(spec), spec.camera.camera_info(), args.storage,
-                          on_frame=gt.add if gt else None)
+                          on_frame=gt.add if gt else None, compressed=args.compressed)
         if gt:
             gt.close()
     except BaseException:
@@ -87,9 +92,9 @@ def main(argv=None) -> int:
         raise
     seconds = time.perf_counter() - t0
     duration = spec.stamp_ns(spec.frames - 1) - spec.stamp_ns(0)
-    print(f"bag: {bag_dir} ({args.storage}, {count} messages, {spec.frames} frames of "
+    print(f"bag: {bag_dir} ({args.storage}{', compressed' if args.compressed else ''}, {count} messages, {spec.frames} frames of "
           f"{spec.width}x{spec.height} at {spec.fps:g} fps, {duration / 1e9:.3f} s, seed {spec.seed})")
-    for topic, msgtype in TOPIC_TYPES.items():
+    for topic, msgtype in topic_types(args.compressed).items():
         print(f"  {topic} [{msgtype}]")
     print(f"gt:  {gt_dir} ({'written' if write_gt else 'kept: same scene'})")
     print(f"took {seconds:.2f} s")
