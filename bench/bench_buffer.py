@@ -105,6 +105,49 @@ def _buffer(out: dict) -> None:
         lambda i: small.push(None, i + 1, image_codec.decode_rgb(720, 1280, "rgb8", 3840, msgs[i % 8].data)))
 
 
+def _camera_frames(h: int, w: int, count: int = 4) -> list[np.ndarray]:
+    """Frames of the synthetic tabletop at this size: JPEG cost depends on content, noise would overstate it."""
+    from sa2va_i_ros.synthetic.scene import SceneSpec, render
+
+    spec = SceneSpec(width=w, height=h, frames=count * 10)
+    return [render(spec, 10 * k).rgb for k in range(count)]
+
+
+def _compressed(out: dict) -> None:
+    """CompressedImage input: JPEG decode + push per frame, beside the raw path's ``buffer.push_us_*``."""
+    import io
+
+    from PIL import Image
+
+    from sa2va_i_ros.core import compressed_codec as cc
+
+    for size, (h, w) in SIZES.items():
+        frames = _camera_frames(h, w)
+        jpegs = [cc.encode_jpeg(f, 95) for f in frames]  # image_transport's default quality
+        buf = FrameBuffer(max_frames=64, max_seconds=10.0, max_bytes=1 << 30)
+
+        def push(i, jpegs=jpegs, buf=buf):
+            fmt, data = jpegs[i % len(jpegs)]
+            buf.push(None, (i + 1) * 33_000_000, cc.decode_compressed_rgb(fmt, array.array("B", data)))
+
+        out[f"buffer.compressed_push_us_{size}"] = _median_us(push, FRAMES + 64)
+        out[f"codec.jpeg_bytes_{size}"] = round(statistics.mean(len(d) for _, d in jpegs))
+        if size == "640x480":
+            datas = [d for _, d in jpegs]
+            out["codec.jpeg_simplejpeg_us_640x480"] = _median_us(
+                lambda i: cc.decode_compressed_rgb("rgb8; jpeg compressed bgr8", datas[i % len(datas)]))
+
+            def pillow(i):  # the alternative measured for docs/DECISIONS.md: Pillow's libjpeg-turbo decoder
+                img = Image.open(io.BytesIO(datas[i % len(datas)]))
+                img.load()
+                return np.asarray(img)
+
+            out["codec.jpeg_pillow_us_640x480"] = _median_us(pillow)
+            depth = [cc.encode_depth_16uc1(np.full((h, w), 800, np.uint16) + k) for k in range(4)]
+            out["codec.compressed_depth_us_640x480"] = _median_us(
+                lambda i: cc.decode_compressed_depth(*depth[i % len(depth)]))
+
+
 def _geometry(out: dict) -> None:
     h, w = SIZES["640x480"]
     intr = geometry.Intrinsics(600.0, 600.0, 319.5, 239.5, w, h)
@@ -166,7 +209,7 @@ def _rosbags_image(out: dict) -> None:
 def run(out: dict) -> dict:
     out["bench_buffer.machine"] = _machine()
     out["bench_buffer.frames"] = FRAMES
-    for part in (_codec, _buffer, _geometry, _ros, _rosbags_image):
+    for part in (_codec, _buffer, _compressed, _geometry, _ros, _rosbags_image):
         part(out)
     return out
 

@@ -45,6 +45,11 @@ TABLE = [
     ("node.dds_transfer_ms_p95", "-", "the same, p95 (ms)"),
     ("buffer.push_us_640x480", "-", "ring buffer: decode + copy-in + push, 640x480 rgb8 (us)"),
     ("buffer.push_us_1280x720", "-", "the same at 1280x720 (us)"),
+    ("buffer.compressed_push_us_640x480", "-", "CompressedImage input: JPEG decode + push, 640x480 (us)"),
+    ("buffer.compressed_push_us_1280x720", "-", "the same at 1280x720 (us)"),
+    ("codec.jpeg_simplejpeg_us_640x480", "-", "JPEG decode, simplejpeg (the one used), 640x480 (us)"),
+    ("codec.jpeg_pillow_us_640x480", "-", "the same JPEGs decoded by Pillow (the alternative), 640x480 (us)"),
+    ("codec.compressed_depth_us_640x480", "-", "compressedDepth 16UC1 PNG decode, 640x480 (us)"),
 ]
 
 

@@ -6,7 +6,8 @@
 Then: ros2 service call /sa2va_i/segment sa2va_i_ros/srv/Segment "{query: 'the cup left of the bowl', track: true}"
 
 Every parameter with its default is in config/segment.yaml (params_file); the
-arguments below override the most used ones. Topics are remapped, never passed
+arguments below override the most used ones. ``rviz:=true`` starts RViz 2 beside
+the node with config/sa2va_i.rviz (overlay, markers and object points). Topics are remapped, never passed
 as parameters. If configuring fails (e.g. a wrong model path), the node stays
 up, unconfigured: fix the parameter and run `ros2 lifecycle set /sa2va_i configure`.
 """
@@ -15,7 +16,7 @@ from launch.actions import DeclareLaunchArgument, EmitEvent, RegisterEventHandle
 from launch.conditions import IfCondition
 from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import LifecycleNode
+from launch_ros.actions import LifecycleNode, Node
 from launch_ros.descriptions import ParameterValue
 from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
@@ -37,6 +38,7 @@ ARGUMENTS = [
     ("node_name", "sa2va_i", "name of the node"),
     ("autostart", "true", "configure and activate the node at launch"),
     ("log_level", "info", "ROS log level"),
+    ("rviz", "false", "start RViz 2 beside the node (rviz_config: overlay, markers, object points)"),
 ]
 
 
@@ -47,6 +49,9 @@ def generate_launch_description():
     declared.append(DeclareLaunchArgument(
         "params_file", default_value=PathJoinSubstitution([share, "config", "segment.yaml"]),
         description="YAML file with every parameter of the node"))
+    declared.append(DeclareLaunchArgument(
+        "rviz_config", default_value=PathJoinSubstitution([share, "config", "sa2va_i.rviz"]),
+        description="RViz 2 configuration used with rviz:=true"))
     cfg = LaunchConfiguration
     node = LifecycleNode(
         package="sa2va_i_ros", executable="segment_node", name=cfg("node_name"), namespace=cfg("namespace"),
@@ -63,4 +68,6 @@ def generate_launch_description():
         target_lifecycle_node=node, start_state="configuring", goal_state="inactive",
         entities=[EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
                                               transition_id=Transition.TRANSITION_ACTIVATE))]))
-    return LaunchDescription([*declared, node, activate, configure])
+    rviz = Node(package="rviz2", executable="rviz2", name="rviz2", output="log",
+                arguments=["-d", cfg("rviz_config")], condition=IfCondition(cfg("rviz")))
+    return LaunchDescription([*declared, node, activate, configure, rviz])

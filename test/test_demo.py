@@ -2,6 +2,9 @@
 
 import json
 
+import numpy as np
+from PIL import Image
+
 import pytest
 
 from sa2va_i_ros.tools import demo
@@ -21,3 +24,14 @@ def test_demo_writes_a_consistent_summary(tmp_path, capsys):
     assert summary["frames_without_output"] == []
     assert len(summary["sampled_stamps_ns"]) == 5 and summary["latency_ms_p50"] > 0
     assert len(list(tmp_path.glob("overlay_*.png"))) >= 1
+    # the pictures: every replayed frame in the video, and the timeline
+    assert summary["frames_tracked_live"] + summary["frames_tracked_catch_up"] == summary["objects_published"]
+    assert summary["frames_seen_by_observer"] == 90
+    from sa2va_i_ros.tools.media import read_frames
+
+    frames, _, fps = read_frames(tmp_path / summary["video"])
+    assert len(frames) == 90 and frames[0].shape == (240, 320, 3) and fps == 15
+    assert not np.array_equal(frames[0], frames[-1])
+    timeline = Image.open(tmp_path / summary["timeline"])
+    assert timeline.format == "PNG" and timeline.width > 0 and timeline.height > 0
+    assert str((tmp_path / "replay.mp4").resolve()) in printed and "timeline.png" in printed

@@ -1,4 +1,4 @@
-"""Messages for one processed frame: objects, mask, object points, overlay.
+"""Messages for one processed frame: objects, mask, object points, overlay, and what RViz markers need.
 
 Pure functions of the session's ``FrameOutput`` and the frame's depth and
 intrinsics: every message carries the SOURCE frame's header. ``~/mask`` is mono8
@@ -20,6 +20,7 @@ from sa2va_i_ros.core.session import FrameOutput
 from sa2va_i_ros.msg import TrackedObjectArray
 
 from .conversions import copy_header, instance_to_image_msg, mask_to_image_msg, rgb_to_image_msg, tracked_object_msg
+from .markers import MarkedObject
 
 _POINT = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("track_id", "<u4")])
 _POINT_FIELDS = [PointField(name="x", offset=0, datatype=PointField.FLOAT32, count=1),
@@ -35,6 +36,7 @@ class FrameMessages:
     points: PointCloud2 | None = None
     overlay: Image | None = None
     problems: list[str] = field(default_factory=list)  # why depth output is missing, for the log
+    marked: list[MarkedObject] = field(default_factory=list)  # per object: what ~/markers shows (MarkerBook)
 
 
 def points_cloud(points_by_id: dict[int, np.ndarray], header) -> PointCloud2:
@@ -67,7 +69,7 @@ def frame_messages(out: FrameOutput, rgb: np.ndarray | None, depth_m: np.ndarray
         except geometry.GeometryError as exc:
             problems.append(f"no 3D output for this frame: {exc}")
             use_depth = False
-    objects, points = [], {}
+    objects, points, marked = [], {}, []
     for o in out.objects:
         centroid = None
         if use_depth:
@@ -77,8 +79,9 @@ def frame_messages(out: FrameOutput, rgb: np.ndarray | None, depth_m: np.ndarray
             stride = max(1, int(np.ceil(np.sqrt(area / max_points))))
             points[o.track_id] = geometry.masked_points(o.mask, depth_m, intrinsics, stride=stride)
         objects.append(tracked_object_msg(header, o.track_id, o.query, o.score, o.visible, o.mask, centroid))
+        marked.append(MarkedObject(o.track_id, o.query, o.visible, centroid, points.get(o.track_id)))
     msgs = FrameMessages(TrackedObjectArray(header=copy_header(header), objects=objects), _mask_msg(out),
-                         problems=problems)
+                         problems=problems, marked=marked)
     if use_depth:
         msgs.points = points_cloud(points, header)
     if rgb is not None:

@@ -3,7 +3,10 @@
 Generates the synthetic tabletop bag, starts the segment node (the launch
 file's parameters file) with a tiny random-weight Sa2VA-i checkpoint, replays
 the bag into it, asks "the cup left of the bowl" mid-stream and writes
-``demo_out/summary.json`` and overlay images of a few frames.
+``demo_out/summary.json``, ``demo_out/replay.mp4`` (every camera frame of the
+replay with the published masks, labels, stamp and status drawn on it),
+``demo_out/timeline.png`` (latency per frame, presence score per track, events)
+and the node's own ``~/overlay`` images of a few frames.
 
     python -m sa2va_i_ros.tools.demo [--model M] [--device cuda] [--out demo_out]
 """
@@ -24,6 +27,14 @@ NOTE = ("NOTE: the embedded checkpoint has RANDOM weights: the plumbing (bag -> 
         "device:=cuda  (or: python -m sa2va_i_ros.tools.demo --model kumuji/Sa2VA-i-1B --device cuda)")
 
 
+VIDEO, TIMELINE = "replay.mp4", "timeline.png"
+
+
+def live_stamps(result) -> set[int]:
+    """Stamps tracked live: their camera frame arrived after the reply (the rest were tracked in catch-up)."""
+    return {s for s in result.objects if s in result.camera_times and result.camera_times[s] > result.reply_time}
+
+
 def summarise(result, bag_stamps: list[int], model: str) -> dict:
     from sa2va_i_ros.ros.conversions import stamp_to_ns
 
@@ -36,6 +47,8 @@ def summarise(result, bag_stamps: list[int], model: str) -> dict:
     every_later_frame = all(s in result.masks and s in result.objects for s in later)
     lat, live = result.latencies_ms(), result.latencies_ms(live_only=True)
     return {
+        "video": VIDEO,
+        "timeline": TIMELINE,
         "model": model,
         "frames_replayed": len(bag_stamps),
         "frames_seen_by_observer": len(result.camera_headers),
@@ -53,6 +66,8 @@ def summarise(result, bag_stamps: list[int], model: str) -> dict:
         "masks_published": len(result.masks),
         "objects_published": len(result.objects),
         "stamps_match": bool(headers_are_bag_frames and every_later_frame and later),
+        "frames_tracked_live": len(live_stamps(result)),
+        "frames_tracked_catch_up": len(set(result.objects) - live_stamps(result)),
         "latency_ms_p50": round(statistics.median(lat), 2) if lat else None,
         "latency_ms_p95": round(lat[int(0.95 * (len(lat) - 1))], 2) if lat else None,
         "live_latency_ms_p50": round(statistics.median(live), 2) if live else None,
@@ -63,6 +78,59 @@ def summarise(result, bag_stamps: list[int], model: str) -> dict:
         "events": [{"track_id": e.track_id, "event": int(e.event)} for e in result.events],
         "note": "random weights: masks are not meaningful" if "tiny" in model or "demo_out" in model else "",
     }
+
+
+def frame_views(result, bag_stamps: list[int]):
+    """What the video shows of each camera frame the observer saw: the frame and the objects published for it."""
+    import numpy as np
+
+    from sa2va_i_ros.ros.conversions import image_to_rgb
+    from sa2va_i_ros.tools.demo_media import FrameView, TrackView
+
+    live = live_stamps(result)
+    for index, stamp in enumerate(bag_stamps):
+        msg = result.camera_images.get(stamp)
+        if msg is None:
+            continue
+        tracks = []
+        objects = result.objects.get(stamp)
+        for o in objects.objects if objects is not None else ():
+            m = o.mask
+            mask = np.frombuffer(bytes(m.data), np.uint8).reshape(m.height, m.width) > 0
+            tracks.append(TrackView(o.track_id, o.query, o.score, o.visible, mask))
+        if objects is not None:
+            status = "tracked live" if stamp in live else "tracked in catch-up"
+        else:
+            status = "no track yet" if result.reply_time == 0 or result.camera_times[stamp] <= result.reply_time \
+                else "not tracked"
+        yield FrameView(index, stamp, image_to_rgb(msg), tracks, status)
+
+
+def write_pictures(result, bag_stamps: list[int], out: Path, fps: float) -> None:
+    """replay.mp4 (every frame seen, annotated) and timeline.png."""
+    from sa2va_i_ros.tools.demo_media import annotate, plot_timeline
+    from sa2va_i_ros.tools.media import write_video
+
+    index = {s: i for i, s in enumerate(bag_stamps)}
+    frames = [annotate(view, len(bag_stamps)) for view in frame_views(result, bag_stamps)]
+    if frames:
+        write_video(out / VIDEO, frames, fps)
+    latency = {index[s]: (result.object_times[s] - result.camera_times[s]) * 1e3
+               for s in result.object_times if s in result.camera_times and s in index}
+    scores: dict[int, dict[int, float]] = {}
+    queries: dict[int, str] = {}
+    for stamp, msg in result.objects.items():
+        for o in msg.objects:
+            scores.setdefault(o.track_id, {})[index[stamp]] = o.score
+            queries[o.track_id] = o.query
+    from sa2va_i_ros.ros.conversions import stamp_to_ns
+
+    events = [(index[stamp_to_ns(e.header.stamp)], e.track_id, int(e.event)) for e in result.events
+              if stamp_to_ns(e.header.stamp) in index]
+    seen = sorted(result.camera_times, key=result.camera_times.get)
+    query_index = index.get(seen[result.query_sent_after - 1]) if 0 < result.query_sent_after <= len(seen) else None
+    plot_timeline(out / TIMELINE, latency, {index[s] for s in live_stamps(result) if s in index}, scores, queries,
+                  events, len(bag_stamps), query_index)
 
 
 def main(argv=None) -> int:
@@ -94,15 +162,22 @@ def main(argv=None) -> int:
     gt = read_gt(out / "recording" / "gt")
     print(f"[demo] replaying {len(gt.stamps_ns)} frames into the node; the query comes after 20", flush=True)
     result = run_replay(ReplayOptions(bag=bag, model=Path(model), query_after=20, want_overlay=True,
+                                      keep_camera_images=True,
                                       params={"device": args.device, "image_qos": "reliable",
                                               "image_queue_depth": 100}))
     summary = summarise(result, list(gt.stamps_ns), model)
+    for old in out.glob("overlay_*.png"):
+        old.unlink()
     for k, stamp in enumerate(sorted(result.overlays)[:: max(1, len(result.overlays) // 4)][:4]):
         Image.fromarray(image_to_rgb(result.overlays[stamp])).save(out / f"overlay_{k}_{stamp}.png")
+    print("[demo] drawing the video and the timeline", flush=True)
+    write_pictures(result, list(gt.stamps_ns), out, gt.scene.get("fps", 15.0))
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps({k: summary[k] for k in ("frames_replayed", "answer", "masks_published", "stamps_match",
-                                              "latency_ms_p50", "latency_ms_p95")}, indent=2))
+                                              "frames_tracked_live", "frames_tracked_catch_up",
+                                              "latency_ms_p50", "live_latency_ms_p50")}, indent=2))
     print(f"[demo] wrote {out / 'summary.json'} and {len(list(out.glob('overlay_*.png')))} overlay images")
+    print(f"[demo] pictures: {(out / VIDEO).resolve()} (the replay, annotated) and {(out / TIMELINE).resolve()}")
     print(NOTE, flush=True)
     ok = summary["success"] and summary["stamps_match"] and result.node_returncode == 0
     if not ok:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sa2va_i_ros.synthetic.bag_writer import COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC, TYPESTORE
+from sa2va_i_ros.synthetic.bag_writer import COLOR_TOPIC, COMPRESSED_COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC, TYPESTORE
 from sa2va_i_ros.tools.node_client import call, configure_and_activate, spin_until
 from sa2va_i_ros.tools.ros_env import local_ros_env
 
@@ -38,6 +38,9 @@ class ReplayOptions:
     rate: float = 1.0
     timeout_s: float = 180.0
     want_overlay: bool = False  # subscribe to ~/overlay (the node renders it only for subscribers)
+    want_markers: bool = False  # subscribe to ~/markers
+    keep_camera_images: bool = False  # keep every camera message (the demo draws its video from them)
+    compressed: bool = False  # the bag holds image_transport compressed topics: the node subscribes to those
     params: dict = field(default_factory=dict)  # overrides on top of config/segment.yaml
 
 
@@ -51,6 +54,9 @@ class ReplayResult:
     masks: dict = field(default_factory=dict)  # stamp_ns -> Image
     points: dict = field(default_factory=dict)  # stamp_ns -> PointCloud2
     overlays: dict = field(default_factory=dict)  # stamp_ns -> Image
+    markers: list = field(default_factory=list)  # MarkerArray messages in arrival order
+    camera_images: dict = field(default_factory=dict)  # stamp_ns -> camera message (keep_camera_images)
+    query_time: float = 0.0  # monotonic time the query was sent
     events: list = field(default_factory=list)
     query_sent_after: int = 0  # camera frames seen when the query was sent
     reply_time: float = 0.0  # monotonic time the reply arrived here
@@ -80,7 +86,8 @@ class Observer:
     def __init__(self, opts: ReplayOptions, domain_id: int | None = None):
         import rclpy
         from rclpy.qos import QoSProfile, ReliabilityPolicy
-        from sensor_msgs.msg import Image, PointCloud2
+        from sensor_msgs.msg import CompressedImage, Image, PointCloud2
+        from visualization_msgs.msg import MarkerArray
 
         from sa2va_i_ros.msg import TrackedObjectArray, TrackEvent
         from sa2va_i_ros.srv import Segment
@@ -104,15 +111,22 @@ class Observer:
         def camera(msg):
             r.camera_headers[_stamp_ns(msg.header)] = msg.header
             r.camera_times[_stamp_ns(msg.header)] = time.monotonic()
+            if opts.keep_camera_images:
+                r.camera_images[_stamp_ns(msg.header)] = msg
 
         sub = self.node.create_subscription
-        sub(Image, COLOR_TOPIC, camera, qos)
+        if opts.compressed:
+            sub(CompressedImage, COMPRESSED_COLOR_TOPIC, camera, qos)
+        else:
+            sub(Image, COLOR_TOPIC, camera, qos)
         sub(TrackedObjectArray, f"{n}/objects", keep(r.objects, r.object_times), qos)
         sub(Image, f"{n}/mask", keep(r.masks), qos)
         sub(PointCloud2, f"{n}/object_points", keep(r.points), qos)
         sub(TrackEvent, f"{n}/events", r.events.append, qos)
         if opts.want_overlay:
             sub(Image, f"{n}/overlay", keep(r.overlays), qos)
+        if opts.want_markers:
+            sub(MarkerArray, f"{n}/markers", r.markers.append, qos)
         self.segment = self.node.create_client(Segment, f"{n}/segment")
         self._request = Segment.Request
 
@@ -129,6 +143,7 @@ class Observer:
         if not self.spin(lambda: len(r.camera_headers) >= opts.query_after, opts.timeout_s):
             raise RuntimeError(f"only {len(r.camera_headers)} camera frames arrived")
         r.query_sent_after = len(r.camera_headers)
+        r.query_time = time.monotonic()
         r.reply = call(self.executor, self.segment, self._request(query=opts.query, track=True),
                        "the segment request", opts.timeout_s)
         r.reply_time = time.monotonic()

@@ -1,0 +1,125 @@
+"""RViz markers of the tracked objects (``~/markers``), as pure functions of what a frame produced.
+
+Per object, in the camera's optical frame and with the source frame's header:
+
+* ``labels``: a text label "query #id" (and "(lost)" while the track is lost),
+  at the object's 3D centroid when depth is on, else stacked on the optical
+  axis 1 m ahead (no depth: nowhere better to put it);
+* ``centroids``: a sphere at the centroid of the masked depth points;
+* ``boxes``: the axis-aligned box (optical frame) around the object's points,
+  the same points as ``~/object_points``.
+
+Marker ids are track ids, namespaces say which kind, so each object keeps its
+three markers for its whole life. A frame without 3D for an object deletes its
+sphere and box; ``MarkerBook`` deletes all three when a track ends (stopped,
+replaced, or gone from the frame's objects), so RViz never shows a stale object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from builtin_interfaces.msg import Duration
+from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
+from std_msgs.msg import ColorRGBA
+from visualization_msgs.msg import Marker, MarkerArray
+
+from sa2va_i_ros.core.geometry import id_color
+
+from .conversions import copy_header
+
+NS_LABEL, NS_CENTROID, NS_BOX = "labels", "centroids", "boxes"
+NAMESPACES = (NS_LABEL, NS_CENTROID, NS_BOX)
+TEXT_HEIGHT_M = 0.04
+SPHERE_DIAMETER_M = 0.03
+MIN_BOX_SIDE_M = 0.005  # a flat or single-point object still shows a visible box
+NO_DEPTH_LABEL_Z_M, NO_DEPTH_LABEL_STEP_M = 1.0, 0.06
+_IDENTITY = Quaternion(x=0.0, y=0.0, z=0.0, w=1.0)
+_FOREVER = Duration(sec=0, nanosec=0)
+
+
+@dataclass(frozen=True)
+class MarkedObject:
+    """What the markers of one object are made of (points: the object's (N, 3) points, or None)."""
+
+    track_id: int
+    query: str
+    visible: bool
+    centroid: tuple[float, float, float] | None = None
+    points: np.ndarray | None = None
+
+
+def _color(track_id: int, visible: bool, alpha: float) -> ColorRGBA:
+    if not visible:
+        return ColorRGBA(r=0.6, g=0.6, b=0.6, a=alpha)
+    r, g, b = id_color(track_id)
+    return ColorRGBA(r=r / 255.0, g=g / 255.0, b=b / 255.0, a=alpha)
+
+
+def _marker(header, ns: str, track_id: int, kind: int, position, scale, color) -> Marker:
+    x, y, z = (float(v) for v in position)
+    sx, sy, sz = (float(v) for v in scale)
+    return Marker(header=copy_header(header), ns=ns, id=int(track_id), type=kind, action=Marker.ADD,
+                  pose=Pose(position=Point(x=x, y=y, z=z), orientation=_IDENTITY),
+                  scale=Vector3(x=sx, y=sy, z=sz), color=color, lifetime=_FOREVER, frame_locked=False)
+
+
+def label_text(query: str, track_id: int, visible: bool) -> str:
+    return f"{query} #{track_id}" + ("" if visible else " (lost)")
+
+
+def object_markers(header, obj: MarkedObject, rank: int = 0) -> list[Marker]:
+    """The label, and with 3D the sphere and box, of one object; DELETE for the sphere and box without 3D."""
+    has_3d = obj.centroid is not None and all(np.isfinite(obj.centroid))
+    if has_3d:
+        where = obj.centroid
+    else:
+        where = (0.0, NO_DEPTH_LABEL_STEP_M * rank, NO_DEPTH_LABEL_Z_M)
+    label = _marker(header, NS_LABEL, obj.track_id, Marker.TEXT_VIEW_FACING, where,
+                    (0.0, 0.0, TEXT_HEIGHT_M), _color(obj.track_id, obj.visible, 1.0))
+    label.text = label_text(obj.query, obj.track_id, obj.visible)
+    if not has_3d:
+        return [label, *delete_markers(header, [obj.track_id], (NS_CENTROID, NS_BOX))]
+    out = [label, _marker(header, NS_CENTROID, obj.track_id, Marker.SPHERE, obj.centroid, (SPHERE_DIAMETER_M,) * 3,
+                          _color(obj.track_id, obj.visible, 0.9))]
+    pts = None if obj.points is None else np.asarray(obj.points, np.float64).reshape(-1, 3)
+    pts = None if pts is None else pts[np.isfinite(pts).all(axis=1)]
+    if pts is not None and len(pts):
+        lo, hi = pts.min(axis=0), pts.max(axis=0)
+        out.append(_marker(header, NS_BOX, obj.track_id, Marker.CUBE, (lo + hi) / 2.0,
+                           np.maximum(hi - lo, MIN_BOX_SIDE_M), _color(obj.track_id, obj.visible, 0.3)))
+    else:
+        out += delete_markers(header, [obj.track_id], (NS_BOX,))
+    return out
+
+
+def delete_markers(header, track_ids: Iterable[int], namespaces: Sequence[str] = NAMESPACES) -> list[Marker]:
+    return [Marker(header=copy_header(header), ns=ns, id=int(i), action=Marker.DELETE)
+            for i in track_ids for ns in namespaces]
+
+
+class MarkerBook:
+    """Which tracks have markers out; turns each frame into a MarkerArray that also removes ended tracks."""
+
+    def __init__(self):
+        self.shown: set[int] = set()
+
+    def frame(self, header, objects: Sequence[MarkedObject]) -> MarkerArray:
+        ids = [o.track_id for o in objects]
+        gone = sorted(self.shown - set(ids))
+        markers = delete_markers(header, gone)
+        for rank, obj in enumerate(sorted(objects, key=lambda o: o.track_id)):
+            markers += object_markers(header, obj, rank)
+        self.shown = set(ids)
+        return MarkerArray(markers=markers)
+
+    def stop(self, header, track_ids: Iterable[int]) -> MarkerArray | None:
+        """Deletes for tracks that ended between frames (stop_tracking, replaced, cleanup); None if none shown."""
+        gone = sorted(self.shown & set(track_ids))
+        self.shown -= set(gone)
+        return MarkerArray(markers=delete_markers(header, gone)) if gone else None
+
+    def clear(self, header) -> MarkerArray | None:
+        return self.stop(header, set(self.shown))
