@@ -115,10 +115,6 @@ def _camera_frames(h: int, w: int, count: int = 4) -> list[np.ndarray]:
 
 def _compressed(out: dict) -> None:
     """CompressedImage input: JPEG decode + push per frame, beside the raw path's ``buffer.push_us_*``."""
-    import io
-
-    from PIL import Image
-
     from sa2va_i_ros.core import compressed_codec as cc
 
     for size, (h, w) in SIZES.items():
@@ -132,20 +128,31 @@ def _compressed(out: dict) -> None:
 
         out[f"buffer.compressed_push_us_{size}"] = _median_us(push, FRAMES + 64)
         out[f"codec.jpeg_bytes_{size}"] = round(statistics.mean(len(d) for _, d in jpegs))
-        if size == "640x480":
-            datas = [d for _, d in jpegs]
-            out["codec.jpeg_simplejpeg_us_640x480"] = _median_us(
-                lambda i: cc.decode_compressed_rgb("rgb8; jpeg compressed bgr8", datas[i % len(datas)]))
 
-            def pillow(i):  # the alternative measured for docs/DECISIONS.md: Pillow's libjpeg-turbo decoder
-                img = Image.open(io.BytesIO(datas[i % len(datas)]))
-                img.load()
-                return np.asarray(img)
+    _jpeg_decoders(out)
 
-            out["codec.jpeg_pillow_us_640x480"] = _median_us(pillow)
-            depth = [cc.encode_depth_16uc1(np.full((h, w), 800, np.uint16) + k) for k in range(4)]
-            out["codec.compressed_depth_us_640x480"] = _median_us(
-                lambda i: cc.decode_compressed_depth(*depth[i % len(depth)]))
+
+def _jpeg_decoders(out: dict) -> None:
+    """The decoder used beside the alternative measured for docs/DECISIONS.md (Pillow's libjpeg-turbo)."""
+    import io
+
+    from PIL import Image
+
+    from sa2va_i_ros.core import compressed_codec as cc
+
+    h, w = SIZES["640x480"]
+    datas = [cc.encode_jpeg(f, 95)[1] for f in _camera_frames(h, w)]
+    out["codec.jpeg_simplejpeg_us_640x480"] = _median_us(
+        lambda i: cc.decode_compressed_rgb("rgb8; jpeg compressed bgr8", datas[i % len(datas)]))
+
+    def pillow(i):
+        img = Image.open(io.BytesIO(datas[i % len(datas)]))
+        img.load()
+        return np.asarray(img)
+
+    out["codec.jpeg_pillow_us_640x480"] = _median_us(pillow)
+    depth = [cc.encode_depth_16uc1(np.full((h, w), 800, np.uint16) + k) for k in range(4)]
+    out["codec.compressed_depth_us_640x480"] = _median_us(lambda i: cc.decode_compressed_depth(*depth[i % len(depth)]))
 
 
 def _geometry(out: dict) -> None:

@@ -171,7 +171,7 @@ def parse_depth_format(fmt: object) -> str:
     encoding, words = encoding.strip(), tail.split()
     if sep and words[:1] == ["compressedDepth"] and words[1:] == ["rvl"]:
         raise UnsupportedEncoding(fmt, supported + ["(rvl is not read: set the publisher's format to png)"])
-    if sep and not (words in (["compressedDepth"], ["compressedDepth", "png"])):
+    if sep and words not in (["compressedDepth"], ["compressedDepth", "png"]):
         raise UnsupportedEncoding(fmt, supported)
     if encoding not in DEPTH_ENCODINGS:
         raise UnsupportedEncoding(fmt, supported)

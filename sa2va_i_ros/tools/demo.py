@@ -80,18 +80,15 @@ def summarise(result, bag_stamps: list[int], model: str) -> dict:
     }
 
 
-def frame_views(result, bag_stamps: list[int]):
-    """What the video shows of each camera frame the observer saw: the frame and the objects published for it."""
+def frame_views(result, bag: Path, bag_stamps: list[int]):
+    """What the video shows of each frame of the bag: the frame and the objects the node published for it."""
     import numpy as np
 
-    from sa2va_i_ros.ros.conversions import image_to_rgb
     from sa2va_i_ros.tools.demo_media import FrameView, TrackView
+    from sa2va_i_ros.tools.replay_run import bag_frames
 
-    live = live_stamps(result)
+    live, rgb_by_stamp = live_stamps(result), bag_frames(bag)
     for index, stamp in enumerate(bag_stamps):
-        msg = result.camera_images.get(stamp)
-        if msg is None:
-            continue
         tracks = []
         objects = result.objects.get(stamp)
         for o in objects.objects if objects is not None else ():
@@ -101,18 +98,18 @@ def frame_views(result, bag_stamps: list[int]):
         if objects is not None:
             status = "tracked live" if stamp in live else "tracked in catch-up"
         else:
-            status = "no track yet" if result.reply_time == 0 or result.camera_times[stamp] <= result.reply_time \
-                else "not tracked"
-        yield FrameView(index, stamp, image_to_rgb(msg), tracks, status)
+            after = result.reply_time and result.camera_times.get(stamp, 0.0) > result.reply_time
+            status = "not tracked" if after else "no track yet"
+        yield FrameView(index, stamp, rgb_by_stamp[stamp], tracks, status)
 
 
-def write_pictures(result, bag_stamps: list[int], out: Path, fps: float) -> None:
-    """replay.mp4 (every frame seen, annotated) and timeline.png."""
+def write_pictures(result, bag: Path, bag_stamps: list[int], out: Path, fps: float) -> None:
+    """replay.mp4 (every frame of the replay, annotated) and timeline.png."""
     from sa2va_i_ros.tools.demo_media import annotate, plot_timeline
     from sa2va_i_ros.tools.media import write_video
 
     index = {s: i for i, s in enumerate(bag_stamps)}
-    frames = [annotate(view, len(bag_stamps)) for view in frame_views(result, bag_stamps)]
+    frames = [annotate(view, len(bag_stamps)) for view in frame_views(result, bag, bag_stamps)]
     if frames:
         write_video(out / VIDEO, frames, fps)
     latency = {index[s]: (result.object_times[s] - result.camera_times[s]) * 1e3
@@ -162,7 +159,6 @@ def main(argv=None) -> int:
     gt = read_gt(out / "recording" / "gt")
     print(f"[demo] replaying {len(gt.stamps_ns)} frames into the node; the query comes after 20", flush=True)
     result = run_replay(ReplayOptions(bag=bag, model=Path(model), query_after=20, want_overlay=True,
-                                      keep_camera_images=True,
                                       params={"device": args.device, "image_qos": "reliable",
                                               "image_queue_depth": 100}))
     summary = summarise(result, list(gt.stamps_ns), model)
@@ -171,7 +167,7 @@ def main(argv=None) -> int:
     for k, stamp in enumerate(sorted(result.overlays)[:: max(1, len(result.overlays) // 4)][:4]):
         Image.fromarray(image_to_rgb(result.overlays[stamp])).save(out / f"overlay_{k}_{stamp}.png")
     print("[demo] drawing the video and the timeline", flush=True)
-    write_pictures(result, list(gt.stamps_ns), out, gt.scene.get("fps", 15.0))
+    write_pictures(result, bag, list(gt.stamps_ns), out, gt.scene.get("fps", 15.0))
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps({k: summary[k] for k in ("frames_replayed", "answer", "masks_published", "stamps_match",
                                               "frames_tracked_live", "frames_tracked_catch_up",

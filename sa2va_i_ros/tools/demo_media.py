@@ -60,17 +60,18 @@ def annotate(view: FrameView, total: int) -> np.ndarray:
     draw = ImageDraw.Draw(img)
     size = max(10, rgb.shape[0] // 22)
     font = _font(size)
-    for t in view.tracks:
-        x, y, w, h = mask_bbox(t.mask) if t.mask.any() else (4, 2 * size + 8, 0, 0)
+    stamp = f"{view.stamp_ns // 1_000_000_000}.{view.stamp_ns % 1_000_000_000:09d}"
+    header = f"frame {view.index + 1}/{total}  stamp {stamp}  {view.status}"
+    header_box = draw.textbbox((2, 2), header, font=font)
+    below_header = header_box[3] + 3
+    for rank, t in enumerate(view.tracks):
+        x, y, _, _ = mask_bbox(t.mask) if t.mask.any() else (4, below_header + rank * (size + 4), 0, 0)
         text = f"{t.query} #{t.track_id}  p={t.score:.2f}" + ("" if t.visible else "  (lost)")
-        ty = max(0, y - size - 4)
+        ty = max(below_header + rank * (size + 4), y - size - 4)  # above the mask, never under the stamp line
         box = draw.textbbox((x, ty), text, font=font)
         draw.rectangle(box, fill=(0, 0, 0))
         draw.text((x, ty), text, font=font, fill=id_color(t.track_id) if t.visible else (170, 170, 170))
-    stamp = f"{view.stamp_ns // 1_000_000_000}.{view.stamp_ns % 1_000_000_000:09d}"
-    header = f"frame {view.index + 1}/{total}  stamp {stamp}  {view.status}"
-    box = draw.textbbox((2, 2), header, font=font)
-    draw.rectangle(box, fill=(0, 0, 0))
+    draw.rectangle(header_box, fill=(0, 0, 0))
     draw.text((2, 2), header, font=font, fill=(255, 255, 255))
     return np.asarray(img)
 

@@ -1,14 +1,15 @@
 """``sa2va-i-make-bag``: a deterministic synthetic tabletop rosbag2 recording and its ground truth.
 
-    sa2va-i-make-bag OUT_DIR [--storage mcap|sqlite3] [--compressed] [--frames 90] [--size 320x240] [--fps 15]
-                     [--seed 0]
+    sa2va-i-make-bag OUT_DIR [--storage mcap|sqlite3] [--compressed] [--frames 90] [--size 320x240]
+                     [--fps 15] [--seed 0]
 
 Writes ``OUT_DIR/tabletop_<storage>/`` (the bag: colour, aligned depth and
 CameraInfo topics; with ``--compressed``, ``OUT_DIR/tabletop_<storage>_compressed/``
 with image_transport's ``compressed`` JPEG colour and ``compressedDepth`` PNG
-depth instead) and ``OUT_DIR/gt/`` (DAVIS-style ground truth, see docs/BAGS.md). An existing bag is never overwritten without ``--force``; an
-existing gt/ of the same scene is kept (so the mcap and sqlite3 bags of one
-scene share it), one of another scene is an error without ``--force``.
+depth instead) and ``OUT_DIR/gt/`` (DAVIS-style ground truth, see docs/BAGS.md).
+An existing bag is never overwritten without ``--force``; an existing gt/ of
+the same scene is kept (so the mcap, sqlite3 and compressed bags of one scene
+share it), one of another scene is an error without ``--force``.
 """
 
 from __future__ import annotations
@@ -92,7 +93,8 @@ def main(argv=None) -> int:
         raise
     seconds = time.perf_counter() - t0
     duration = spec.stamp_ns(spec.frames - 1) - spec.stamp_ns(0)
-    print(f"bag: {bag_dir} ({args.storage}{', compressed' if args.compressed else ''}, {count} messages, {spec.frames} frames of "
+    kind = f"{args.storage}, compressed" if args.compressed else args.storage
+    print(f"bag: {bag_dir} ({kind}, {count} messages, {spec.frames} frames of "
           f"{spec.width}x{spec.height} at {spec.fps:g} fps, {duration / 1e9:.3f} s, seed {spec.seed})")
     for topic, msgtype in topic_types(args.compressed).items():
         print(f"  {topic} [{msgtype}]")

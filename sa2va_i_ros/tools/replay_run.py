@@ -39,7 +39,6 @@ class ReplayOptions:
     timeout_s: float = 180.0
     want_overlay: bool = False  # subscribe to ~/overlay (the node renders it only for subscribers)
     want_markers: bool = False  # subscribe to ~/markers
-    keep_camera_images: bool = False  # keep every camera message (the demo draws its video from them)
     compressed: bool = False  # the bag holds image_transport compressed topics: the node subscribes to those
     params: dict = field(default_factory=dict)  # overrides on top of config/segment.yaml
 
@@ -55,7 +54,6 @@ class ReplayResult:
     points: dict = field(default_factory=dict)  # stamp_ns -> PointCloud2
     overlays: dict = field(default_factory=dict)  # stamp_ns -> Image
     markers: list = field(default_factory=list)  # MarkerArray messages in arrival order
-    camera_images: dict = field(default_factory=dict)  # stamp_ns -> camera message (keep_camera_images)
     query_time: float = 0.0  # monotonic time the query was sent
     events: list = field(default_factory=list)
     query_sent_after: int = 0  # camera frames seen when the query was sent
@@ -111,8 +109,6 @@ class Observer:
         def camera(msg):
             r.camera_headers[_stamp_ns(msg.header)] = msg.header
             r.camera_times[_stamp_ns(msg.header)] = time.monotonic()
-            if opts.keep_camera_images:
-                r.camera_images[_stamp_ns(msg.header)] = msg
 
         sub = self.node.create_subscription
         if opts.compressed:
@@ -300,3 +296,23 @@ def bag_depths(bag: Path) -> dict[int, np.ndarray]:
             depths[_stamp_ns(msg.header)] = np.frombuffer(msg.data.tobytes(), "<u2").reshape(
                 msg.height, msg.width) / 1000.0
     return depths
+
+
+def bag_frames(bag: Path) -> dict[int, np.ndarray]:
+    """RGB of every colour frame of a bag (raw or image_transport compressed), by header stamp."""
+    from rosbags.rosbag2 import Reader
+
+    from sa2va_i_ros.core.compressed_codec import decode_compressed_rgb
+    from sa2va_i_ros.core.image_codec import decode_rgb
+
+    frames = {}
+    with Reader(bag) as reader:
+        conns = [c for c in reader.connections if c.topic in (COLOR_TOPIC, COMPRESSED_COLOR_TOPIC)]
+        for conn, _, raw in reader.messages(connections=conns):
+            msg = TYPESTORE.deserialize_cdr(raw, conn.msgtype)
+            if conn.topic == COLOR_TOPIC:
+                rgb = decode_rgb(msg.height, msg.width, msg.encoding, msg.step, msg.data.tobytes())
+            else:
+                rgb = decode_compressed_rgb(msg.format, msg.data.tobytes())
+            frames[_stamp_ns(msg.header)] = rgb
+    return frames
