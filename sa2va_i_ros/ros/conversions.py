@@ -15,10 +15,10 @@ import math
 import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField, RegionOfInterest
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField, RegionOfInterest
 from std_msgs.msg import Header
 
-from sa2va_i_ros.core import image_codec
+from sa2va_i_ros.core import compressed_codec, image_codec
 from sa2va_i_ros.core.geometry import Intrinsics, mask_area, mask_bbox
 from sa2va_i_ros.msg import TrackedObject
 
@@ -57,6 +57,21 @@ def image_to_rgb(msg: Image) -> np.ndarray:
 def image_to_depth(msg: Image) -> np.ndarray:
     """(H, W) float32 metres from 16UC1 or 32FC1 (see ``image_codec.decode_depth``)."""
     return image_codec.decode_depth(msg.height, msg.width, msg.encoding, msg.step, msg.data, msg.is_bigendian)
+
+
+def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
+    """(H, W, 3) RGB of an image_transport ``compressed`` message (see ``compressed_codec``); a new array."""
+    return compressed_codec.decode_compressed_rgb(msg.format, msg.data)
+
+
+def compressed_to_depth(msg: CompressedImage) -> np.ndarray:
+    """(H, W) float32 metres of an image_transport ``compressedDepth`` message."""
+    return compressed_codec.decode_compressed_depth(msg.format, msg.data)
+
+
+def any_to_depth(msg: Image | CompressedImage) -> np.ndarray:
+    """Depth in metres from a raw depth Image or a compressedDepth CompressedImage."""
+    return compressed_to_depth(msg) if isinstance(msg, CompressedImage) else image_to_depth(msg)
 
 
 def _image_msg(enc: image_codec.EncodedImage, header: Header) -> Image:
