@@ -48,6 +48,27 @@ def engine(tiny_checkpoint):
     return GroundingEngine.load(str(tiny_checkpoint))
 
 
+@pytest.fixture(scope="session")
+def answer_rig(tmp_path_factory):
+    """The answer rig: a tiny checkpoint whose answer depends on a word of the query.
+
+    ``answer_rig.QUERIES[case]`` gives a query per case: one_seg, two_seg,
+    seg_last ([SEG] right before the stop word), no_seg, endless (runs to
+    max_new_tokens), endless_seg (max_new_tokens lands on a [SEG]).
+    """
+    from sa2va_i_ros.core.checkpoint.answer_rig import write_answer_rig
+
+    return write_answer_rig(tmp_path_factory.mktemp("answer_rig"))
+
+
+@pytest.fixture(scope="session")
+def rig_engine(answer_rig):
+    """The grounding engine on the answer rig, loaded through the product path."""
+    from sa2va_i_ros.core.grounding import GroundingEngine
+
+    return GroundingEngine.load(str(answer_rig))
+
+
 @pytest.fixture
 def frames():
     """Ten 120x160 RGB frames of a moving square on noise (deterministic)."""

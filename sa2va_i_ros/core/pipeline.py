@@ -40,10 +40,12 @@ class VideoPipeline:
         return cls(GroundingEngine.load(model, device=device, dtype=dtype, original_sam2=original_sam2))
 
     def run(self, frames: Sequence[np.ndarray], query: str, *, num_frames: int = 5, sampling: str = "uniform",
-            prompt_frames: str = "all", progress: Callable[[int, int], None] | None = None) -> VideoResult:
+            prompt_frames: str = "all", progress: Callable[[int, int], None] | None = None,
+            max_new_tokens: int = GroundingOptions.max_new_tokens) -> VideoResult:
         """Masks for every frame; ``progress(done, total)`` after each propagated frame."""
         t0 = time.perf_counter()
-        g = self.engine.ground(frames, query, GroundingOptions(num_frames=num_frames, sampling=sampling))
+        g = self.engine.ground(frames, query, GroundingOptions(num_frames=num_frames, sampling=sampling,
+                                                               max_new_tokens=max_new_tokens))
         timings = dict(g.timings_ms)
         height, width = g.frame_size
         empty = [np.zeros((height, width), bool) for _ in frames]

@@ -3,6 +3,8 @@
 Loaded by the same code as kumuji/Sa2VA-i-1B; its language model answers
 "Sure, [SEG]." through plain greedy decoding (see core/checkpoint/tiny.py). The
 masks are random: it exists to test and demonstrate the plumbing without weights.
+With ``--answer-rig`` the answer depends on a word of the query instead (two
+[SEG], [SEG] last, no [SEG], endless; see core/checkpoint/answer_rig.py).
 """
 
 from __future__ import annotations
@@ -12,14 +14,31 @@ import argparse
 from sa2va_i_ros.core.checkpoint.tiny import DEFAULT_ANSWER, write_tiny_checkpoint
 
 
+def _rig_help() -> str:
+    from sa2va_i_ros.core.checkpoint.answer_rig import ANSWERS
+
+    cases = "; ".join(f"{a.trigger or '(no trigger word)'} -> {a.text!r}{' repeated' if a.loop else ''}"
+                      for a in ANSWERS)
+    return f"answer by a word of the query: {cases}"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="sa2va-i-tiny-checkpoint", description=__doc__.split("\n")[0])
     p.add_argument("out_dir")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--answer", default=DEFAULT_ANSWER, help=f"what the model says (default {DEFAULT_ANSWER!r})")
+    p.add_argument("--answer-rig", action="store_true", help=_rig_help())
     p.add_argument("--plain-sa2va", action="store_true",
                    help="plain Sa2VA layout (finetuned decoder only) + sam2_original.safetensors")
     args = p.parse_args(argv)
+    if args.answer_rig:
+        if args.plain_sa2va or args.answer != DEFAULT_ANSWER:
+            p.error("--answer-rig chooses its own answers and writes the Sa2VA-i layout")
+        from sa2va_i_ros.core.checkpoint.answer_rig import write_answer_rig
+
+        out = write_answer_rig(args.out_dir, seed=args.seed)
+        print(f"wrote the tiny answer-rig checkpoint to {out} (random weights, answers by query word)")
+        return 0
     out = write_tiny_checkpoint(args.out_dir, seed=args.seed, answer=args.answer, sa2va_i=not args.plain_sa2va)
     print(f"wrote a tiny {'Sa2VA' if args.plain_sa2va else 'Sa2VA-i'} checkpoint to {out} (random weights)")
     return 0

@@ -32,12 +32,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--num-frames", type=int, default=5, help="frames the language model sees (default 5)")
     p.add_argument("--sampling", choices=("uniform", "first"), default="uniform")
     p.add_argument("--prompt-frames", choices=("all", "first"), default="all")
+    p.add_argument("--max-new-tokens", type=int, default=2048, help="longest answer (default 2048, as Sa2VA)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
     p.add_argument("--original-sam2", default=None, help="SAM 2.0 safetensors (plain Sa2VA checkpoints only)")
     p.add_argument("--max-frames", type=int, default=None, help="read at most this many frames")
     p.add_argument("--no-overlay", action="store_true", help="skip overlay.mp4")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.max_new_tokens < 1:
+        p.error("--max-new-tokens must be at least 1")
+    return args
 
 
 def slug(text: str) -> str:
@@ -61,13 +65,14 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     report = {"model": args.model, "input": str(args.input), "frames": len(frames), "load_ms": load_ms,
               "options": {"num_frames": args.num_frames, "sampling": args.sampling,
+                          "max_new_tokens": args.max_new_tokens,
                           "prompt_frames": args.prompt_frames, "device": args.device, "dtype": args.dtype},
               "queries": []}
     for k, query in enumerate(args.query):
         bar = tqdm(total=len(frames), desc=f"{query[:30]}", unit="frame")
         try:
             result = pipeline.run(frames, query, num_frames=args.num_frames, sampling=args.sampling,
-                                  prompt_frames=args.prompt_frames,
+                                  prompt_frames=args.prompt_frames, max_new_tokens=args.max_new_tokens,
                                   progress=lambda done, total, bar=bar: bar.update(1))
         except (Sa2VAError, ValueError) as exc:
             bar.close()

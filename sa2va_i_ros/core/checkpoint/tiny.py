@@ -24,6 +24,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -107,16 +108,22 @@ def _answer_chain(tok, answer: str) -> list[int]:
 
 
 @torch.no_grad()
-def _design_language_model(lm, chain: list[int], generator: torch.Generator) -> None:
-    """Install the answer chain into a randomly initialised Qwen2ForCausalLM."""
-    reserved = len(chain) - 1
-    embed = lm.model.embed_tokens.weight
-    scale = 0.2 * (64 / embed.shape[1]) ** 0.5  # 0.2 at the tiny width; keeps wider stacks from exploding
-    for p in lm.parameters():  # larger random attention, so that images move the [SEG] state
+def randomize_language_model(lm, generator: torch.Generator) -> None:
+    """Random weights large enough that images move the [SEG] state; unit RMSNorm weights."""
+    scale = 0.2 * (64 / lm.model.embed_tokens.weight.shape[1]) ** 0.5  # keeps wider stacks from exploding
+    for p in lm.parameters():
         p.copy_(torch.randn(p.shape, generator=generator) * (scale if p.dim() == 2 else 0.02))
     for norm in [lm.model.norm, *[m for layer in lm.model.layers
                                   for m in (layer.input_layernorm, layer.post_attention_layernorm)]]:
         norm.weight.fill_(1.0)
+
+
+@torch.no_grad()
+def _design_language_model(lm, chain: list[int], generator: torch.Generator) -> None:
+    """Install the answer chain into a randomly initialised Qwen2ForCausalLM."""
+    reserved = len(chain) - 1
+    embed = lm.model.embed_tokens.weight
+    randomize_language_model(lm, generator)
     embed[:, :reserved] = 0.0
     for layer in lm.model.layers:
         layer.self_attn.o_proj.weight[:reserved] = 0.0
@@ -200,11 +207,14 @@ def official_config(tok, spec: Sam2Spec, vision_dims: dict = TINY_VISION, llm_di
 
 def write_tiny_checkpoint(out_dir: str | Path, *, seed: int = 0, answer: str = DEFAULT_ANSWER,
                           sa2va_i: bool = True, spec: Sam2Spec = TINY_SAM2, vision_dims: dict = TINY_VISION,
-                          llm_dims: dict = TINY_LLM, vocab_size: int | None = None) -> Path:
+                          llm_dims: dict = TINY_LLM, vocab_size: int | None = None,
+                          design: Callable | None = None) -> Path:
     """Write a tiny checkpoint; returns its directory.
 
     The dims, SAM2 spec and vocabulary size can be raised to build larger
     random-weight models of the same layout (benchmarks use real-size ones).
+    ``design(model, tokenizer, generator)``, when given, sets the language model's
+    weights in place of the ``answer`` chain (see ``answer_rig``).
 
     ``sa2va_i=False`` writes the plain Sa2VA layout (its ``sam_mask_decoder`` is the
     finetuned one) and the original decoder into ``OUT/sam2_original.safetensors``
@@ -218,7 +228,7 @@ def write_tiny_checkpoint(out_dir: str | Path, *, seed: int = 0, answer: str = D
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tok = build_tokenizer()
-    chain = _answer_chain(tok, answer)
+    chain = _answer_chain(tok, answer) if design is None else []
     cfg_dict = official_config(tok, spec, vision_dims, llm_dims, vocab_size)
     (out / "config.json").write_text(json.dumps(cfg_dict, indent=2) + "\n")
     write_tokenizer_files(tok, out)
@@ -226,7 +236,10 @@ def write_tiny_checkpoint(out_dir: str | Path, *, seed: int = 0, answer: str = D
     torch.manual_seed(seed)
     model = Sa2VAModel(read_config(out))
     generator = torch.Generator().manual_seed(seed)
-    _design_language_model(model.language_model, chain, generator)
+    if design is None:
+        _design_language_model(model.language_model, chain, generator)
+    else:
+        design(model, tok, generator)
     with torch.no_grad():  # the finetuned decoder starts as the original one, then drifts
         for p_ft, p_orig in zip(model.finetuned_decoder.parameters(), model.sam2.sam_mask_decoder.parameters(),
                                 strict=True):
