@@ -28,6 +28,9 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--answer", default=DEFAULT_ANSWER, help=f"what the model says (default {DEFAULT_ANSWER!r})")
     p.add_argument("--answer-rig", action="store_true", help=_rig_help())
+    p.add_argument("--hiera-l", action="store_true",
+                   help="with --answer-rig: the real-size SAM 2.0 Hiera-L (no SAM2 entry in config.json, as an "
+                        "official checkpoint; ~450 MB) instead of a tiny SAM2")
     p.add_argument("--plain-sa2va", action="store_true",
                    help="plain Sa2VA layout (finetuned decoder only) + sam2_original.safetensors")
     args = p.parse_args(argv)
@@ -35,10 +38,13 @@ def main(argv=None) -> int:
         if args.plain_sa2va or args.answer != DEFAULT_ANSWER:
             p.error("--answer-rig chooses its own answers and writes the Sa2VA-i layout")
         from sa2va_i_ros.core.checkpoint.answer_rig import write_answer_rig
+        from sa2va_i_ros.core.sam2_model import Sam2Spec
 
-        out = write_answer_rig(args.out_dir, seed=args.seed)
+        out = write_answer_rig(args.out_dir, seed=args.seed, **({"spec": Sam2Spec()} if args.hiera_l else {}))
         print(f"wrote the tiny answer-rig checkpoint to {out} (random weights, answers by query word)")
         return 0
+    if args.hiera_l:
+        p.error("--hiera-l goes with --answer-rig")
     out = write_tiny_checkpoint(args.out_dir, seed=args.seed, answer=args.answer, sa2va_i=not args.plain_sa2va)
     print(f"wrote a tiny {'Sa2VA' if args.plain_sa2va else 'Sa2VA-i'} checkpoint to {out} (random weights)")
     return 0

@@ -44,12 +44,15 @@ residual dimensions hold random attention over images and query, so the
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..prompt import SEG_TOKEN
+from ..sam2_model import Sam2Spec
+from .config import SAM2_ENTRY
 from .tiny import TINY_SAM2, TINY_VISION, randomize_language_model, write_tiny_checkpoint
 
 
@@ -259,7 +262,16 @@ def design(model, tok, generator: torch.Generator) -> None:
     head[classes, :r] = _fit_head(xs, [nxt for *_, nxt in contexts], classes).to(head.dtype)
 
 
-def write_answer_rig(out_dir: str | Path, *, seed: int = 0) -> Path:
-    """Write the answer rig checkpoint (official layout, tiny SAM2); returns its directory."""
-    return write_tiny_checkpoint(out_dir, seed=seed, spec=TINY_SAM2, vision_dims=TINY_VISION, llm_dims=RIG_LLM,
-                                 design=design)
+def write_answer_rig(out_dir: str | Path, *, seed: int = 0, spec: Sam2Spec = TINY_SAM2) -> Path:
+    """Write the answer rig checkpoint (official layout, tiny SAM2 unless ``spec``); returns its directory.
+
+    With the real SAM 2.0 Hiera-L (``Sam2Spec()``) config.json carries no SAM2
+    entry, exactly like an official checkpoint: the official code can run it.
+    """
+    out = write_tiny_checkpoint(out_dir, seed=seed, spec=spec, vision_dims=TINY_VISION, llm_dims=RIG_LLM,
+                                design=design)
+    if spec == Sam2Spec():
+        cfg = json.loads((out / "config.json").read_text())
+        cfg.pop(SAM2_ENTRY)
+        (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    return out
