@@ -119,3 +119,59 @@ class RegroundPlan:
     def attempts(self, track_id: int) -> int:
         state = self._lost.get(track_id)
         return state.attempts if state else 0
+
+
+class Regrounder:
+    """Drives re-grounding from what the worker reports; one re-grounding at a time, user requests first.
+
+    The worker calls ``event`` for every track event it publishes and ``frame``
+    after every live step (with the frame's stamp and the announced tracks);
+    ``submit(track_id, query, on_done)`` queues a low-priority request that
+    re-grounds ``query`` on the recent frames and, when found, re-seeds the same
+    track id (the worker publishes ``regrounded``); it must call
+    ``on_done(found, stamp_ns)`` once, or ``on_done(None, stamp_ns)`` when the
+    attempt could not run (a user request pre-empted it, no frames) so that it
+    is retried without counting a miss. ``gave_up(track_id, query)`` publishes
+    the event after the last miss.
+    """
+
+    def __init__(self, plan: RegroundPlan, submit, gave_up):
+        self.plan, self._submit, self._gave_up = plan, submit, gave_up
+        self.running: int | None = None  # the track being re-grounded
+        self.log: list[tuple[str, int, int]] = []  # (what, track id, stamp) for tests and diagnostics
+
+    def event(self, track_id: int, kind: str, stamp_ns: int) -> None:
+        if kind == "lost":
+            self.plan.lost(track_id, stamp_ns)
+        elif kind in ("found", "regrounded"):
+            self.plan.found(track_id)
+        elif kind == "stopped":
+            self.plan.removed(track_id)
+
+    def frame(self, stamp_ns: int, queries: dict[int, str]) -> None:
+        if self.running is not None:
+            return
+        for track_id in self.plan.due(stamp_ns):
+            if track_id not in queries:
+                self.plan.removed(track_id)
+                continue
+            self.running = track_id
+            self.plan.start(track_id)
+            self.log.append(("attempt", track_id, stamp_ns))
+            self._submit(track_id, queries[track_id], lambda found, ns, t=track_id: self._done(t, found, ns))
+            return
+
+    def _done(self, track_id: int, found: bool | None, stamp_ns: int) -> None:
+        if self.running == track_id:
+            self.running = None
+        if found is None:
+            self.plan.abandon(track_id)
+            self.log.append(("deferred", track_id, stamp_ns))
+        elif found:
+            self.plan.found(track_id)
+            self.log.append(("found", track_id, stamp_ns))
+        elif self.plan.missed(track_id, stamp_ns):
+            self.log.append(("gave_up", track_id, stamp_ns))
+            self._gave_up(track_id)
+        else:
+            self.log.append(("missed", track_id, stamp_ns))
