@@ -209,3 +209,71 @@ def test_placement_puts_the_language_model_on_its_devices():
     assert where("language_model.model.norm.weight") == (meta, torch.float32)
     assert where("language_model.lm_head.weight") == (meta, torch.float32)
     assert where("text_hidden_fcs.0.weight") == (CPU, torch.float32)
+
+
+def test_layers_are_split_in_contiguous_blocks():
+    from sa2va_i_ros.core.checkpoint.placement import split_layers
+
+    a, b, c = (torch.device(f"cuda:{i}") for i in range(3))
+    assert split_layers(4, [a, b]) == [a, a, b, b]
+    assert split_layers(5, [a, b]) == [a, a, a, b, b] or split_layers(5, [a, b]) == [a, a, b, b, b]
+    assert split_layers(48, [a, b, c]) == [a] * 16 + [b] * 16 + [c] * 16
+    assert split_layers(10, [a, b], weights=[3, 1]) == [a] * 8 + [b] * 2  # e.g. free memory 3:1
+    assert split_layers(2, [a, b, c]) == [a, b]  # more devices than layers: the last get none
+    assert split_layers(3, [a], weights=[5]) == [a] * 3
+    with pytest.raises(ValueError):
+        split_layers(4, [])
+    with pytest.raises(ValueError):
+        split_layers(4, [a, b], weights=[1, 0])
+
+
+def test_device_hooks_carry_hidden_states_across_devices():
+    """Half the layers on another device (meta here, no GPUs): only the hooks make the forward run."""
+    from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
+
+    from sa2va_i_ros.core.checkpoint.placement import add_device_hooks, split_layers
+
+    cfg = LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+                      num_attention_heads=4, num_key_value_heads=2, attn_implementation="sdpa")
+    lm = LlamaForCausalLM(cfg).eval()
+    devices = split_layers(4, [CPU, torch.device("meta")])
+    for layer, dev in zip(lm.model.layers, devices, strict=True):
+        layer.to(dev)
+    lm.model.norm.to("meta")
+    lm.lm_head.to("meta")
+    ids = torch.tensor([[1, 2, 3]])
+    with pytest.raises(RuntimeError, match="device"):
+        lm(ids)
+    add_device_hooks(lm, devices)
+    cache = DynamicCache()
+    with torch.no_grad():
+        out = lm.model(input_ids=ids, past_key_values=cache, use_cache=True)
+        logits = lm.lm_head(out.last_hidden_state)
+        lm.model(input_ids=torch.tensor([[4]]), past_key_values=cache, use_cache=True)
+    assert logits.shape == (1, 3, 50) and logits.device.type == "meta"
+    assert [layer.keys.device.type for layer in cache.layers] == ["cpu", "cpu", "meta", "meta"]
+    assert cache.get_seq_length() == 4
+
+
+def test_a_language_model_spread_over_devices_grounds_the_same(tiny_checkpoint, engine, frames):
+    spread = GroundingEngine.load(str(tiny_checkpoint), lm_devices="cpu,cpu")
+    assert spread.load_report["lm_devices"] == ["cpu", "cpu"]
+    a, b = spread.ground(frames, QUERY), engine.ground(frames, QUERY)
+    assert a.token_ids == b.token_ids
+    torch.testing.assert_close(a.seg_embeddings, b.seg_embeddings, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="device"):
+        GroundingEngine.load(str(tiny_checkpoint), lm_devices="cpu,tpu:x")
+
+
+@pytest.mark.gpu
+def test_a_language_model_spread_over_two_gpus(tiny_checkpoint, engine, frames):
+    """Needs two CUDA devices (never run on this project's machines so far)."""
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs two CUDA devices")
+    spread = GroundingEngine.load(str(tiny_checkpoint), device="cuda:0", dtype="float32", lm_devices="cuda:0,cuda:1")
+    layers = spread.model.language_model.model.layers
+    assert {p.device.index for p in layers[0].parameters()} == {0}
+    assert {p.device.index for p in layers[-1].parameters()} == {1}
+    a, b = spread.ground(frames, QUERY), engine.ground(frames, QUERY)
+    assert a.token_ids == b.token_ids
+    torch.testing.assert_close(a.seg_embeddings, b.seg_embeddings, rtol=1e-4, atol=1e-4)

@@ -23,6 +23,7 @@ from .checkpoint.build import load_failure, load_model
 from .checkpoint.config import read_config
 from .checkpoint.load import resolve
 from .checkpoint.placement import parse_devices
+from .checkpoint.tokenizer import load_tokenizer
 from .device import autocast, language_model_dtype, resolve_device, resolve_dtype
 from .errors import Cancelled, CheckpointError, FramesError, NumericsError, QueryError
 from .generation import StopWords, greedy_generate
@@ -30,6 +31,8 @@ from .sam2_model import encode_image, with_decoder_convs
 from .sampling import sample_indices, unique_in_order
 from .seg_decode import decode_language_prompt, logits_to_masks
 from .vision_features import image_embeddings
+
+__all__ = ["GroundingEngine", "GroundingOptions", "GroundingResult", "load_tokenizer"]
 
 Progress = Callable[[str, float, str], None]
 REQUIRED_TOKENS = (prompt.IMG_START, prompt.IMG_END, prompt.IMG_CONTEXT, prompt.SEG_TOKEN)
@@ -59,6 +62,7 @@ class GroundingResult:
     # what the tracker propagates from without running the encoder again
     sam2_features: dict[int, dict] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    token_ids: list[int] = field(default_factory=list)  # the generated tokens, stop token included
 
     @property
     def has_mask(self) -> bool:
@@ -192,7 +196,7 @@ class GroundingEngine:
         raw_answer = self.tokenizer.decode(gen.token_ids, skip_special_tokens=False).strip()
         answer = _strip_stop_words(raw_answer, self.cfg.template.stop_words)
         result = GroundingResult(sampled, answer, raw_answer, seg_embeddings.float().cpu(), None, "",
-                                 (height, width), timings_ms=timings)
+                                 (height, width), timings_ms=timings, token_ids=list(gen.token_ids))
         if len(seg_embeddings) == 0:
             result.reason = (f"the model answered without a {prompt.SEG_TOKEN} token: {answer!r}"
                              if gen.stopped_by != "max_new_tokens" else
@@ -267,30 +271,6 @@ class GroundingEngine:
             low_res, _, _ = decode_language_prompt(self.model.sam2, self.model.finetuned_decoder, backbone,
                                                    language)
         return logits_to_masks(low_res, height, width).cpu().numpy()
-
-
-def load_tokenizer(directory: Path, name: str):
-    """The checkpoint's tokenizer through transformers' own class; never remote code.
-
-    The class comes from tokenizer_config.json (``AutoTokenizer`` would consult
-    config.json's ``auto_map``, which points at Sa2VA's remote code).
-    """
-    import json
-
-    import transformers
-
-    try:
-        cls_name = json.loads((directory / "tokenizer_config.json").read_text()).get("tokenizer_class")
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{name}: unreadable tokenizer_config.json ({exc})") from exc
-    cls = getattr(transformers, str(cls_name), None) or getattr(transformers, str(cls_name).removesuffix("Fast"), None)
-    if cls is None:
-        raise CheckpointError(f"{name}: tokenizer class {cls_name!r} is not part of transformers "
-                              "(it would need the checkpoint's remote code, which is never run)")
-    try:
-        return cls.from_pretrained(str(directory))
-    except Exception as exc:  # tokenizer errors have no common base class
-        raise CheckpointError(f"{name}: cannot load its tokenizer ({exc})") from exc
 
 
 def _strip_stop_words(text: str, words: tuple[str, ...]) -> str:

@@ -33,9 +33,13 @@ def main(argv=None) -> int:
                         "official checkpoint; ~450 MB) instead of a tiny SAM2")
     p.add_argument("--plain-sa2va", action="store_true",
                    help="plain Sa2VA layout (finetuned decoder only) + sam2_original.safetensors")
+    p.add_argument("--family", choices=("qwen2", "internlm2"), default="qwen2",
+                   help="language model: qwen2 (Sa2VA-i-1B/4B layout) or internlm2 (Sa2VA-i-8B/26B layout)")
+    p.add_argument("--vision", choices=("300m", "6b"), default="300m",
+                   help="vision tower layout for --family internlm2: InternViT-300M (8B) or InternViT-6B (26B)")
     args = p.parse_args(argv)
     if args.answer_rig:
-        if args.plain_sa2va or args.answer != DEFAULT_ANSWER:
+        if args.plain_sa2va or args.answer != DEFAULT_ANSWER or args.family != "qwen2":
             p.error("--answer-rig chooses its own answers and writes the Sa2VA-i layout")
         from sa2va_i_ros.core.checkpoint.answer_rig import write_answer_rig
         from sa2va_i_ros.core.sam2_model import Sam2Spec
@@ -45,6 +49,13 @@ def main(argv=None) -> int:
         return 0
     if args.hiera_l:
         p.error("--hiera-l goes with --answer-rig")
+    if args.family == "internlm2":
+        from sa2va_i_ros.core.checkpoint.tiny_internlm2 import write_tiny_internlm2_checkpoint
+
+        out = write_tiny_internlm2_checkpoint(args.out_dir, seed=args.seed, answer=args.answer, vision=args.vision)
+        print(f"wrote a tiny Sa2VA-i-{'26B' if args.vision == '6b' else '8B'}-layout checkpoint to {out} "
+              "(random weights)")
+        return 0
     out = write_tiny_checkpoint(args.out_dir, seed=args.seed, answer=args.answer, sa2va_i=not args.plain_sa2va)
     print(f"wrote a tiny {'Sa2VA' if args.plain_sa2va else 'Sa2VA-i'} checkpoint to {out} (random weights)")
     return 0

@@ -18,7 +18,7 @@ from ..errors import CheckpointError, UnsupportedModelError
 from ..prompt import ChatTemplate, get_template
 from ..sam2_model import Sam2Spec
 
-SUPPORTED_LLMS = ("Qwen2ForCausalLM",)
+SUPPORTED_LLMS = ("Qwen2ForCausalLM", "InternLM2ForCausalLM")
 SAM2_ENTRY = "sa2va_i_ros_sam2"
 
 
@@ -46,15 +46,10 @@ def _unsupported(name: str, raw: dict) -> str | None:
     """Why this checkpoint cannot be loaded yet, or None."""
     llm = raw.get("llm_config") or {}
     arch = (llm.get("architectures") or ["?"])[0]
-    vision_hidden = (raw.get("vision_config") or {}).get("hidden_size")
     if "llm_config" not in raw and ("text_config" in raw or raw.get("model_type") != "sa2va_chat"):
         return (f"{name}: Sa2VA variants built on Qwen2.5-VL / Qwen3-VL (or any config without "
                 "'llm_config') are not supported yet; supported: the InternVL-based Sa2VA and Sa2VA-i "
-                "models with a Qwen2 language model (Sa2VA-1B/4B, Sa2VA-i-1B/4B, Sa2VA-InternVL3-*)")
-    if arch == "InternLM2ForCausalLM" or vision_hidden == 3200:
-        return (f"{name}: the 8B/26B Sa2VA models (InternLM2 language model"
-                f"{', InternViT-6B' if vision_hidden == 3200 else ''}) are not supported yet; "
-                "supported: Sa2VA-1B/4B, Sa2VA-i-1B/4B and the InternVL3-based Sa2VA variants")
+                "models (Sa2VA-1B/4B/8B/26B, Sa2VA-i-1B/4B/8B/26B, Sa2VA-InternVL3-*)")
     if arch not in SUPPORTED_LLMS:
         return (f"{name}: language model {arch} is not supported yet "
                 f"(supported: {', '.join(SUPPORTED_LLMS)})")
