@@ -277,3 +277,17 @@ def test_a_language_model_spread_over_two_gpus(tiny_checkpoint, engine, frames):
     a, b = spread.ground(frames, QUERY), engine.ground(frames, QUERY)
     assert a.token_ids == b.token_ids
     torch.testing.assert_close(a.seg_embeddings, b.seg_embeddings, rtol=1e-4, atol=1e-4)
+
+
+def test_the_hub_revision_reaches_the_download(tiny_checkpoint, monkeypatch):
+    import huggingface_hub
+
+    asked = []
+
+    def snapshot_download(repo_id, revision=None, **kwargs):
+        asked.append((repo_id, revision))
+        return str(tiny_checkpoint)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    engine = GroundingEngine.load("kumuji/Sa2VA-i-1B", revision="9e1f368")
+    assert asked == [("kumuji/Sa2VA-i-1B", "9e1f368")] and engine.cfg.name == "kumuji/Sa2VA-i-1B"

@@ -36,8 +36,10 @@ class VideoPipeline:
         self.tracker_config = tracker_config or TrackerConfig(dtype=engine.dtype)
 
     @classmethod
-    def load(cls, model: str, device: str = "cpu", dtype: str = "float32", original_sam2=None) -> VideoPipeline:
-        return cls(GroundingEngine.load(model, device=device, dtype=dtype, original_sam2=original_sam2))
+    def load(cls, model: str, device: str = "cpu", dtype: str = "float32", original_sam2=None,
+             **options) -> VideoPipeline:
+        """``options``: GroundingEngine.load's (``revision``, ``lm_devices``)."""
+        return cls(GroundingEngine.load(model, device=device, dtype=dtype, original_sam2=original_sam2, **options))
 
     def run(self, frames: Sequence[np.ndarray], query: str, *, num_frames: int = 5, sampling: str = "uniform",
             prompt_frames: str = "all", progress: Callable[[int, int], None] | None = None,

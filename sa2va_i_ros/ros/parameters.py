@@ -32,9 +32,14 @@ PARAMETERS: tuple[Param, ...] = (
           "configure"),
     Param("original_sam2", "", "SAM 2.0 Hiera-L safetensors giving the original decoder (plain Sa2VA "
           "checkpoints only; Sa2VA-i checkpoints hold both decoders)", "configure"),
+    Param("model_revision", "", "hub revision (branch, tag or commit) of a hub model; empty: the default branch",
+          "configure"),
     Param("device", "auto", "cpu, cuda, cuda:N, or auto (cuda when available)", "configure"),
-    Param("dtype", "auto", "float32, float16, bfloat16, or auto (bfloat16 on cuda as Sa2VA, float32 on cpu)",
+    Param("dtype", "auto", "float32, float16, bfloat16, or auto (bfloat16 on GPUs with native bfloat16, else "
+          "float16 with the language model in float32; float32 on cpu)",
           "configure", choices=("auto", "float32", "float16", "bfloat16")),
+    Param("lm_devices", "", "devices to spread the language model's layers over, e.g. cuda:0,cuda:1; empty: "
+          "all on device", "configure"),
     Param("max_new_tokens", 2048, "longest answer the language model may generate (Sa2VA: 2048)", "live",
           low=1, high=8192),
     # grounding defaults (a request may override them)

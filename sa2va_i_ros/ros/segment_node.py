@@ -116,7 +116,8 @@ class SegmentNode(LifecycleNode):
             device, dtype = resolve_auto(p["device"], p["dtype"])
             t0 = time.perf_counter()
             engine = GroundingEngine.load(p["model"], device=device, dtype=dtype,
-                                          original_sam2=p["original_sam2"] or None)
+                                          original_sam2=p["original_sam2"] or None,
+                                          revision=p["model_revision"] or None, lm_devices=p["lm_devices"] or None)
             buffer = FrameBuffer(max_frames=p["buffer_max_frames"], max_seconds=p["buffer_max_seconds"],
                                  max_bytes=p["buffer_max_megabytes"] << 20, downscale=p["buffer_downscale"] or None)
             tracker = TrackerConfig(gap_policy=p["gap_policy"], threshold=p["presence_threshold"],

@@ -36,6 +36,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
     p.add_argument("--original-sam2", default=None, help="SAM 2.0 safetensors (plain Sa2VA checkpoints only)")
+    p.add_argument("--revision", default=None, help="hub revision (branch, tag or commit) of a hub model")
+    p.add_argument("--lm-devices", default=None, help="spread the language model over these devices: cuda:0,cuda:1")
     p.add_argument("--max-frames", type=int, default=None, help="read at most this many frames")
     p.add_argument("--no-overlay", action="store_true", help="skip overlay.mp4")
     args = p.parse_args(argv)
@@ -57,7 +59,8 @@ def main(argv=None) -> int:
     try:
         frames, names, fps = read_frames(args.input, args.max_frames)
         t0 = time.perf_counter()
-        pipeline = VideoPipeline.load(args.model, args.device, args.dtype, args.original_sam2)
+        pipeline = VideoPipeline.load(args.model, args.device, args.dtype, args.original_sam2, revision=args.revision,
+                                      lm_devices=args.lm_devices)
         load_ms = (time.perf_counter() - t0) * 1e3
     except (Sa2VAError, ValueError, OSError) as exc:
         print(f"sa2va-i-video: {exc}", file=sys.stderr)
