@@ -43,6 +43,12 @@ TABLE = [
     ("node.overhead_with_overlay_ms_p50", "-", "the same with an ~/overlay subscriber, p50 (ms)"),
     ("node.dds_transfer_ms_p50", "-", "640x480 rgb8 image between two processes, p50 (ms)"),
     ("node.dds_transfer_ms_p95", "-", "the same, p95 (ms)"),
+    ("load.peak_rss_ratio", "<= 1.3", "loading Sa2VA-i-1B-size bf16 shards: peak host memory / size on disk"),
+    ("load.reference_peak_rss_ratio", "-", "the same, the way before (random fp32 build, copy, cast)"),
+    ("load.seconds", "-", "the same load, ours (s)"),
+    ("load.reference_seconds", "-", "the same load, the way before (s)"),
+    ("load8b.peak_rss_ratio", "<= 1.3", "Sa2VA-8B-size bf16 shards (LM cut to 4 of 32 layers): peak memory / disk"),
+    ("load8b.seconds", "-", "the same load (s)"),
     ("buffer.push_us_640x480", "-", "ring buffer: decode + copy-in + push, 640x480 rgb8 (us)"),
     ("buffer.push_us_1280x720", "-", "the same at 1280x720 (us)"),
     ("buffer.compressed_push_us_640x480", "-", "CompressedImage input: JPEG decode + push, 640x480 (us)"),
@@ -98,16 +104,18 @@ def write_doc(results: dict) -> None:
 def main(argv=None) -> int:
     args = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     args.add_argument("--quick", action="store_true", help="400 streaming frames (a smoke run)")
-    args.add_argument("--only", nargs="+", choices=("streaming", "buffer", "node", "grounding", "gpu"),
+    args.add_argument("--only", nargs="+",
+                      choices=("streaming", "buffer", "node", "grounding", "load", "load8b", "gpu"),
                       help="re-measure only these parts, keeping the others from latest.json")
     opts = args.parse_args(argv)
-    from bench import bench_buffer, bench_grounding, bench_node, bench_streaming
+    from bench import bench_buffer, bench_grounding, bench_load, bench_node, bench_streaming
 
     results: dict = json.loads(RESULTS.read_text()) if opts.only and RESULTS.exists() else {}
     results.update({"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine()})
     for name, step in (("streaming", lambda o: bench_streaming.run(400 if opts.quick else 2000, o)),
                        ("buffer", bench_buffer.run), ("node", bench_node.run),
-                       ("grounding", bench_grounding.run), ("gpu", gpu_figures)):
+                       ("grounding", bench_grounding.run), ("load", bench_load.run), ("load8b", bench_load.run_8b),
+                       ("gpu", gpu_figures)):
         if opts.only and name not in opts.only:
             continue
         t0 = time.perf_counter()

@@ -21,6 +21,7 @@ from sa2va_i_ros.core import prompt
 from sa2va_i_ros.core.checkpoint import internlm2
 from sa2va_i_ros.core.checkpoint.tiny_internlm2 import write_tiny_internlm2_checkpoint
 from sa2va_i_ros.core.grounding import GroundingEngine, GroundingOptions
+from sa2va_i_ros.core.pipeline import VideoPipeline
 
 QUERY = "the cup left of the bowl"
 
@@ -207,6 +208,8 @@ def test_equal_to_the_official_code(layout, ckpt, which, request, frames):
         assert r.token_ids == ref[p + "generated_ids"].tolist()
         torch.testing.assert_close(r.seg_embeddings, torch.from_numpy(ref[p + "seg_embeddings"]), rtol=0, atol=1e-4)
         assert _iou(r.masks[0], ref[p + "keyframe_masks"][0]).min() >= 0.999
+        video = VideoPipeline(engine).run(frames, QUERY, num_frames=n)  # + SAM2 propagation over all frames
+        assert _iou(np.stack(video.masks), ref[p + "video_masks"][0]).min() >= 0.999
 
 
 def test_the_tiny_checkpoint_tool_writes_both_layouts(tmp_path):

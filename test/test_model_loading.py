@@ -291,3 +291,16 @@ def test_the_hub_revision_reaches_the_download(tiny_checkpoint, monkeypatch):
     monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
     engine = GroundingEngine.load("kumuji/Sa2VA-i-1B", revision="9e1f368")
     assert asked == [("kumuji/Sa2VA-i-1B", "9e1f368")] and engine.cfg.name == "kumuji/Sa2VA-i-1B"
+
+
+def test_a_float32_checkpoint_is_cast_while_it_is_read(ckpt_copy, tiny_checkpoint):
+    """SaSaSa2VA-26B-style float32 shards load straight into bfloat16 (cast chunk by chunk)."""
+    from safetensors.torch import save_file
+
+    for shard in ckpt_copy.glob("model-*.safetensors"):
+        save_file({k: v.float() for k, v in load_file(str(shard)).items()}, str(shard), metadata={"format": "pt"})
+    cfg = read_config(ckpt_copy)
+    wide, _ = build.load_model(cfg, ckpt_copy, "fp32", CPU, torch.bfloat16)
+    narrow, _ = build.load_model(read_config(tiny_checkpoint), tiny_checkpoint, "bf16", CPU, torch.bfloat16)
+    a, b = wide.state_dict(), narrow.state_dict()
+    assert all(a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]) for k in b)
