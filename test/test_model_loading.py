@@ -304,3 +304,21 @@ def test_a_float32_checkpoint_is_cast_while_it_is_read(ckpt_copy, tiny_checkpoin
     narrow, _ = build.load_model(read_config(tiny_checkpoint), tiny_checkpoint, "bf16", CPU, torch.bfloat16)
     a, b = wide.state_dict(), narrow.state_dict()
     assert all(a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]) for k in b)
+
+
+def test_a_tied_lm_head_gets_its_input_where_it_lives():
+    """Tied to the embeddings (main device), lm_head is not moved to the last layer's device, nor its input."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from sa2va_i_ros.core.checkpoint.placement import add_device_hooks
+
+    cfg = LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
+    lm = LlamaForCausalLM(cfg).eval()
+    assert lm.lm_head.weight is lm.model.embed_tokens.weight
+    lm.model.layers[1].to("meta")
+    lm.model.norm.to("meta")
+    add_device_hooks(lm, [CPU, torch.device("meta")])
+    with torch.no_grad():
+        assert lm.lm_head(torch.randn(1, 3, 32)).device.type == "cpu"
+        assert lm.model.norm(torch.randn(1, 3, 32)).device.type == "meta"

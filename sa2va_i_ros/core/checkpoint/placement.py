@@ -92,8 +92,8 @@ def add_device_hooks(language_model: nn.Module, layer_devices: Sequence[torch.de
         raise ValueError(f"{len(layer_devices)} devices for {len(layers)} layers")
     for layer, device in zip(layers, layer_devices, strict=True):
         handles.append(layer.register_forward_pre_hook(_device_hook(device), with_kwargs=True))
-    for module in (language_model.model.norm, language_model.lm_head):
-        handles.append(module.register_forward_pre_hook(_device_hook(layer_devices[-1]), with_kwargs=True))
+    for module in (language_model.model.norm, language_model.lm_head):  # a tied lm_head lives with the embeddings
+        handles.append(module.register_forward_pre_hook(_device_hook(module.weight.device), with_kwargs=True))
     return handles
 
 
