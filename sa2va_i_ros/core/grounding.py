@@ -25,7 +25,7 @@ from .checkpoint.load import resolve
 from .checkpoint.placement import parse_devices
 from .checkpoint.tokenizer import load_tokenizer
 from .device import autocast, language_model_dtype, resolve_device, resolve_dtype
-from .errors import Cancelled, CheckpointError, FramesError, NumericsError, QueryError
+from .errors import Cancelled, CheckpointError, FramesError, NumericsError, QueryError, UnsupportedModelError
 from .generation import StopWords, greedy_generate
 from .sam2_model import encode_image, with_decoder_convs
 from .sampling import sample_indices, unique_in_order
@@ -128,6 +128,10 @@ class GroundingEngine:
             resolve_device(str(d))
         directory = resolve(model, revision)
         cfg = read_config(directory, name=model)
+        if cfg.kind != "sa2va":
+            raise UnsupportedModelError(
+                f"{model} is a SaSaSa2VA checkpoint: it runs in its own pipeline (core/sasasa2va; sa2va-i-video "
+                "and sa2va-i-eval pick it from config.json), not in Sa2VA-i's grounding engine")
         net, report = load_model(cfg, directory, model, dev, dt, lm_dtype=language_model_dtype(dt),
                                  lm_devices=layer_devices, original_sam2=original_sam2)
         try:

@@ -26,13 +26,14 @@ import numpy as np
 from tqdm import tqdm
 
 from sa2va_i_ros.core.errors import Sa2VAError
+from sa2va_i_ros.core.sasasa2va.modes import MODES as SASASA2VA_MODES
 from sa2va_i_ros.evaluation.datasets import DATASETS, DEFAULT_SPLIT, DatasetError, Expression, load_dataset
 from sa2va_i_ros.evaluation.metrics import dataset_scores, expression_scores
 from sa2va_i_ros.tools.media import write_mask
 
 # Options that change the numbers: a resumed run must keep them.
 RESULT_OPTIONS = ("dataset", "split", "model", "num_frames", "sampling", "prompt_frames", "dtype",
-                  "original_sam2")
+                  "original_sam2", "mode", "q_frame_file")
 PROTOCOL = ("per frame: DAVIS db_eval_iou and f_measure (bound_th 0.008); per expression: means over all "
             "frames of the video; dataset: means over expressions, an expression that failed counts 0; "
             "J&F = (J + F) / 2")
@@ -57,14 +58,14 @@ class UsageError(Exception):
 
 def load_segmenter(model: str, device: str = "cpu", dtype: str = "float32",
                    original_sam2: str | None = None) -> VideoSegmenter:
-    """The project's offline pipeline on a checkpoint directory or hub id."""
+    """The project's offline pipeline for the checkpoint's kind (Sa2VA-i or SaSaSa2VA, from config.json)."""
     try:
-        # VideoPipeline implements VideoSegmenter; it imports torch and sam2, which a bare install may lack
-        from sa2va_i_ros.core.pipeline import VideoPipeline
+        # both pipelines implement VideoSegmenter; they import torch and sam2, which a bare install may lack
+        from sa2va_i_ros.core.pipeline import load_video_pipeline
     except ImportError as exc:
         raise SegmenterUnavailable(f"the inference pipeline (sa2va_i_ros.core.pipeline.VideoPipeline) cannot "
                                    f"be imported: {exc}") from exc
-    return VideoPipeline.load(model, device=device, dtype=dtype, original_sam2=original_sam2)
+    return load_video_pipeline(model, device=device, dtype=dtype, original_sam2=original_sam2)
 
 
 def _positive(text: str) -> int:
@@ -86,6 +87,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="which frames it sees: Sa2VA-i's uniform (default) or Sa2VA's first N")
     p.add_argument("--prompt-frames", choices=("all", "first"), default="all",
                    help="SAM2 prompted on every sampled frame (default) or on the first only")
+    p.add_argument("--mode", choices=SASASA2VA_MODES, default=None,
+                   help="SaSaSa2VA checkpoints only: inference mode (default uniform; docs/SASASA2VA.md)")
+    p.add_argument("--q-frame-file", default=None,
+                   help="--mode q_frame: selected_frames.json ({video: {selected_frames: {eid: [100 ids]}}})")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
     p.add_argument("--original-sam2", default=None, help="SAM 2.0 safetensors (plain Sa2VA checkpoints only)")
@@ -104,8 +109,11 @@ def main(argv=None) -> int:
     options = {"dataset": args.dataset, "split": split, "root": str(args.root), "model": args.model,
                "num_frames": args.num_frames, "sampling": args.sampling, "prompt_frames": args.prompt_frames,
                "device": args.device, "dtype": args.dtype, "original_sam2": args.original_sam2,
-               "limit": args.limit}
+               "limit": args.limit, "mode": args.mode, "q_frame_file": args.q_frame_file}
     try:
+        args.q_frames = load_q_frames(args.q_frame_file) if args.q_frame_file else None
+        if (args.mode == "q_frame") != (args.q_frames is not None):
+            raise UsageError("--mode q_frame and --q-frame-file go together")
         expressions = load_dataset(args.dataset, args.root, split)[: args.limit]
         if not expressions:
             raise DatasetError(f"{args.root}: the dataset lists no expressions")
@@ -124,6 +132,10 @@ def main(argv=None) -> int:
             timing["load_s"] = round(time.perf_counter() - t0, 3)
         except (SegmenterUnavailable, Sa2VAError, ValueError, OSError) as exc:
             print(f"sa2va-i-eval: cannot load {args.model}: {exc}", file=sys.stderr)
+            return 2
+        if args.mode is not None and not hasattr(segmenter, "modes"):
+            print(f"sa2va-i-eval: --mode is for SaSaSa2VA checkpoints; {args.model} is a Sa2VA / Sa2VA-i one",
+                  file=sys.stderr)
             return 2
     bar = tqdm(total=len(expressions), initial=len(expressions) - len(todo), unit="exp", desc=args.dataset)
     cached: tuple[str, list[np.ndarray]] = ("", [])
@@ -163,7 +175,7 @@ def evaluate_expression(expr: Expression, frames: list[np.ndarray], segmenter: V
     t0 = time.perf_counter()
     try:
         masks = segmenter.segment(frames, expr.text, num_frames=args.num_frames, sampling=args.sampling,
-                                  prompt_frames=args.prompt_frames)
+                                  prompt_frames=args.prompt_frames, **sasasa2va_options(args, expr))
         masks = checked_masks(masks, frames)
     except (Sa2VAError, ValueError) as exc:
         record.update(error=f"{type(exc).__name__}: {exc}", seconds=round(time.perf_counter() - t0, 3))
@@ -183,6 +195,28 @@ def evaluate_expression(expr: Expression, frames: list[np.ndarray], segmenter: V
         j, f = expression_scores(gt, masks)
         record.update({"J": j, "F": f, "J&F": (j + f) / 2})
     return record
+
+
+def load_q_frames(path: str) -> dict:
+    """SaSaSa2VA's selected_frames.json: {video: {"selected_frames": {eid: [100 frame indices]}}}."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return {(video, str(eid)): list(ids) for video, entry in data.items()
+                for eid, ids in entry["selected_frames"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UsageError(f"{path}: not a selected_frames.json ({exc})") from exc
+
+
+def sasasa2va_options(args: argparse.Namespace, expr: Expression) -> dict:
+    """mode / q_frame for a SaSaSa2VA checkpoint (nothing when --mode is not given)."""
+    if args.mode is None:
+        return {}
+    if args.mode != "q_frame":
+        return {"mode": args.mode}
+    key = (expr.video, str(expr.eid))
+    if key not in args.q_frames:
+        raise ValueError(f"{args.q_frame_file} has no selected frames for {expr.video}/{expr.eid}")
+    return {"mode": "q_frame", "q_frame": args.q_frames[key]}
 
 
 def checked_masks(masks, frames: list[np.ndarray]) -> list[np.ndarray]:
@@ -256,6 +290,11 @@ def headline(summary: dict) -> str:
             f"({count})")
 
 
+def sampling_cell(options: dict) -> str:
+    """The summary table's sampling column: Sa2VA-i's sampling, or the SaSaSa2VA mode."""
+    return f"SaSaSa2VA {options['mode']}" if options.get("mode") else options["sampling"]
+
+
 def write_summary(out: Path, summary: dict) -> None:
     """summary.json and summary.md, each replaced atomically."""
     o, t = summary["options"], summary["timing"]
@@ -266,7 +305,7 @@ def write_summary(out: Path, summary: dict) -> None:
     md = [f"# sa2va-i-eval: {summary['dataset']} {summary['split']}".rstrip(), "",
           "| model | frames | sampling | prompt frames | expressions | errors | J | F | J&F |",
           "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |",
-          f"| {summary['model']} | {o['num_frames']} | {o['sampling']} | {o['prompt_frames']} | "
+          f"| {summary['model']} | {o['num_frames']} | {sampling_cell(o)} | {o['prompt_frames']} | "
           f"{summary['done']}/{summary['expressions']} | {summary['errors']} | {' | '.join(scores)} |", "",
           f"{'Complete' if summary['complete'] else 'Incomplete'} run on {o['device']} ({o['dtype']}), "
           f"data {o['root']}; model load {t.get('load_s', 0)} s, {t.get('segment_s_mean')} s per expression, "

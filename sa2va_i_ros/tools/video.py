@@ -1,11 +1,15 @@
-"""``sa2va-i-video``: Sa2VA-i on a video file or a frame folder, masks for every frame.
+"""``sa2va-i-video``: Sa2VA-i (or SaSaSa2VA) on a video file or a frame folder, masks for every frame.
 
     sa2va-i-video --model kumuji/Sa2VA-i-1B --input clip.mp4 --query "the cup left of the bowl" \
         --query "the bowl" --out out/ [--num-frames 5] [--device cuda]
+    sa2va-i-video --model QuanzhuNiu/SaSaSa2VA-4B --mode uniform_plus --input clip.mp4 --query ... --out out/
 
-Writes, per query, ``OUT/<k>_<query>/<frame>.png`` (mono 0/255 mask per frame) and
-``overlay.mp4`` (unless --no-overlay), and ``OUT/result.json`` with the answers,
-the sampled indices and the timings.
+The checkpoint's config.json picks the pipeline (Sa2VA / Sa2VA-i, or SaSaSa2VA
+with its ``--mode``). Writes, per query, ``OUT/<k>_<query>/<frame>.png`` (mono
+0/255 mask per frame, of the answer's first [SEG]; each further [SEG] of a
+Sa2VA-i answer in ``seg_<j>/``) and ``overlay.mp4`` (every [SEG], unless
+--no-overlay), and ``OUT/result.json`` with the answers, the sampled indices and
+the timings.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from tqdm import tqdm
 
 from sa2va_i_ros.core.errors import Sa2VAError
 from sa2va_i_ros.core.geometry import overlay
+from sa2va_i_ros.core.sasasa2va.modes import MODES as SASASA2VA_MODES
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -33,6 +38,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sampling", choices=("uniform", "first"), default="uniform")
     p.add_argument("--prompt-frames", choices=("all", "first"), default="all")
     p.add_argument("--max-new-tokens", type=int, default=2048, help="longest answer (default 2048, as Sa2VA)")
+    p.add_argument("--mode", choices=SASASA2VA_MODES, default="uniform",
+                   help="SaSaSa2VA checkpoints: inference mode (docs/SASASA2VA.md; default uniform)")
+    p.add_argument("--q-frame", default=None,
+                   help="--mode q_frame: the 100 frame indices, comma-separated or a JSON list file")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
     p.add_argument("--original-sam2", default=None, help="SAM 2.0 safetensors (plain Sa2VA checkpoints only)")
@@ -50,17 +59,41 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")[:40] or "query"
 
 
+def q_frame_list(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    path = Path(text)
+    return [int(i) for i in (json.loads(path.read_text()) if path.is_file() else text.split(","))]
+
+
+def run_query(pipeline, frames, query: str, args, bar):
+    """(masks of every [SEG], the report entry's fields) for one query, by the pipeline's kind."""
+    if hasattr(pipeline, "modes"):  # SaSaSa2VA: one mask track (its ten [SEG] are the ten clips')
+        r = pipeline.run(frames, query, mode=args.mode, q_frame=q_frame_list(args.q_frame),
+                         max_new_tokens=args.max_new_tokens, progress=lambda stage, fraction, detail: bar.update(
+                             max(0, round(fraction * len(frames)) - bar.n)))
+        return [r.masks], {"answer": r.answer, "mode": r.mode, "sampled_indices": r.sampled_indices,
+                           "seg_tokens": r.num_seg, "propagated": len(r.propagated), "timings_ms": r.timings_ms}
+    r = pipeline.run(frames, query, num_frames=args.num_frames, sampling=args.sampling,
+                     prompt_frames=args.prompt_frames, max_new_tokens=args.max_new_tokens,
+                     progress=lambda done, total: bar.update(1))
+    return r.seg_masks or [r.masks], {"answer": r.answer, "reason": r.reason,
+                                      "sampled_indices": r.sampled_indices, "seg_tokens": len(r.seg_masks),
+                                      "timings_ms": r.timings_ms}
+
+
 def main(argv=None) -> int:
-    from sa2va_i_ros.core.pipeline import VideoPipeline
+    from sa2va_i_ros.core.pipeline import load_video_pipeline
     from sa2va_i_ros.tools.media import read_frames, write_mask, write_video
 
     args = parse_args(argv)
     out = Path(args.out)
     try:
+        q_frame_list(args.q_frame)
         frames, names, fps = read_frames(args.input, args.max_frames)
         t0 = time.perf_counter()
-        pipeline = VideoPipeline.load(args.model, args.device, args.dtype, args.original_sam2, revision=args.revision,
-                                      lm_devices=args.lm_devices)
+        pipeline = load_video_pipeline(args.model, args.device, args.dtype, args.original_sam2,
+                                       revision=args.revision, lm_devices=args.lm_devices)
         load_ms = (time.perf_counter() - t0) * 1e3
     except (Sa2VAError, ValueError, OSError) as exc:
         print(f"sa2va-i-video: {exc}", file=sys.stderr)
@@ -74,9 +107,7 @@ def main(argv=None) -> int:
     for k, query in enumerate(args.query):
         bar = tqdm(total=len(frames), desc=f"{query[:30]}", unit="frame")
         try:
-            result = pipeline.run(frames, query, num_frames=args.num_frames, sampling=args.sampling,
-                                  prompt_frames=args.prompt_frames, max_new_tokens=args.max_new_tokens,
-                                  progress=lambda done, total, bar=bar: bar.update(1))
+            seg_masks, entry = run_query(pipeline, frames, query, args, bar)
         except (Sa2VAError, ValueError) as exc:
             bar.close()
             print(f"sa2va-i-video: {query!r}: {exc}", file=sys.stderr)
@@ -85,16 +116,19 @@ def main(argv=None) -> int:
         bar.close()
         folder = out / f"{k}_{slug(query)}"
         folder.mkdir(exist_ok=True)
-        for name, mask in zip(names, result.masks, strict=True):
-            write_mask(folder / f"{name}.png", mask)
+        segs = []
+        for j, masks in enumerate(seg_masks):
+            seg_folder = folder if j == 0 else folder / f"seg_{j}"
+            seg_folder.mkdir(exist_ok=True)
+            for name, mask in zip(names, masks, strict=True):
+                write_mask(seg_folder / f"{name}.png", mask)
+            segs.append({"masks": str(seg_folder), "frames_with_mask": int(sum(m.any() for m in masks))})
         if not args.no_overlay:
-            write_video(folder / "overlay.mp4", [overlay(f, {1: m}) for f, m in zip(frames, result.masks,
-                                                                                   strict=True)], fps)
-        report["queries"].append({"query": query, "answer": result.answer, "reason": result.reason,
-                                  "sampled_indices": result.sampled_indices, "masks": str(folder),
-                                  "frames_with_mask": int(sum(m.any() for m in result.masks)),
-                                  "timings_ms": result.timings_ms})
-        print(f"{query!r}: {result.answer!r}, masks in {folder}")
+            write_video(folder / "overlay.mp4", [overlay(f, {j + 1: m[t] for j, m in enumerate(seg_masks)})
+                                                 for t, f in enumerate(frames)], fps)
+        report["queries"].append({"query": query, **entry, "masks": str(folder),
+                                  "frames_with_mask": segs[0]["frames_with_mask"], "segs": segs})
+        print(f"{query!r}: {entry['answer']!r}, masks in {folder}")
     (out / "result.json").write_text(json.dumps(report, indent=2) + "\n")
     return 0 if all("error" not in q for q in report["queries"]) else 1
 

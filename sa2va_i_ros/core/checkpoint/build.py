@@ -46,24 +46,26 @@ def load_failure(name: str, exc: BaseException) -> CheckpointError:
 
 def load_model(cfg: Sa2VAConfig, directory: Path, name: str, device: torch.device, dtype: torch.dtype,
                lm_dtype: torch.dtype | None = None, lm_devices: Sequence[torch.device] = (),
-               original_sam2: str | Path | None = None):
+               original_sam2: str | Path | None = None, model_class=None, single_decoder: bool = False):
     """The loaded ``Sa2VAModel`` (eval mode) and the loader's report.
 
     ``lm_dtype`` (default ``dtype``) is the language model's and text_hidden_fcs'
     dtype; ``lm_devices`` spreads the language model's decoder layers over
-    several devices (see ``placement``).
+    several devices (see ``placement``). ``model_class`` / ``single_decoder``:
+    another network of the same layout (SaSaSa2VA's, one SAM2 decoder).
     """
     from ..sa2va_model import Sa2VAModel
 
     lm_dtype = lm_dtype or dtype
     net = None
     try:
-        net = Sa2VAModel(cfg, empty=True)
+        net = (model_class or Sa2VAModel)(cfg, empty=True)
         layer_devices = None
         if lm_devices:
             layer_devices = place.split_layers(len(net.language_model.model.layers), list(lm_devices))
         report = load_weights(net, directory, name, original_sam2=original_sam2,
-                              placement=place.placement(device, dtype, lm_dtype, layer_devices))
+                              placement=place.placement(device, dtype, lm_dtype, layer_devices),
+                              single_decoder=single_decoder)
         if layer_devices:
             place.add_device_hooks(net.language_model, layer_devices)
             report["lm_devices"] = [str(d) for d in layer_devices]

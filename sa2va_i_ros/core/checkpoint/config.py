@@ -19,6 +19,8 @@ from ..prompt import ChatTemplate, get_template
 from ..sam2_model import Sam2Spec
 
 SUPPORTED_LLMS = ("Qwen2ForCausalLM", "InternLM2ForCausalLM")
+# config.json model_type -> the pipeline that runs it (SaSaSa2VA: core/sasasa2va, docs/SASASA2VA.md)
+MODEL_KINDS = {"sa2va_chat": "sa2va", "sasasa2va_chat": "sasasa2va"}
 SAM2_ENTRY = "sa2va_i_ros_sam2"
 
 
@@ -36,6 +38,11 @@ class Sa2VAConfig:
     llm_arch: str
     sam2: Sam2Spec
     raw: dict
+
+    @property
+    def kind(self) -> str:
+        """"sa2va" (Sa2VA / Sa2VA-i: GroundingEngine) or "sasasa2va" (its own pipeline), from model_type."""
+        return MODEL_KINDS.get(self.raw.get("model_type"), "sa2va")
 
     @property
     def tokens_per_frame(self) -> int:
@@ -71,7 +78,7 @@ def read_config(directory: Path, name: str | None = None) -> Sa2VAConfig:
     if not isinstance(raw, dict):
         raise CheckpointError(f"{name}: config.json does not hold an object")
     model_type = raw.get("model_type")
-    if model_type not in ("sa2va_chat", None) and "llm_config" not in raw:
+    if model_type not in (*MODEL_KINDS, None) and "llm_config" not in raw:
         raise UnsupportedModelError(f"{name}: model_type {model_type!r} is not a Sa2VA checkpoint")
     reason = _unsupported(name, raw)
     if reason:

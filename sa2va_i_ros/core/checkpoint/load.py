@@ -10,6 +10,7 @@ tensor is allocated in its final dtype and device and read straight into it
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -139,7 +140,7 @@ def layout_of(model: torch.nn.Module, names: set[str]) -> keys.Layout:
 
 @torch.no_grad()
 def load_weights(model: torch.nn.Module, directory: Path, name: str, original_sam2: Path | None = None,
-                 placement: materialise.Placement | None = None) -> dict:
+                 placement: materialise.Placement | None = None, single_decoder: bool = False) -> dict:
     """Fill every parameter of ``model`` (a ``Sa2VAModel``) from the checkpoint.
 
     A model built with empty (meta) parameters gets each tensor allocated where
@@ -148,9 +149,14 @@ def load_weights(model: torch.nn.Module, directory: Path, name: str, original_sa
     (names, shapes) before any memory is allocated. Returns a small report: the
     number of tensors read, whether the file is a Sa2VA-i checkpoint (both
     decoders), where the original decoder came from, and the bytes on disk.
+    ``single_decoder``: the checkpoint's ``sam_mask_decoder`` is SAM2's only
+    decoder (SaSaSa2VA: one re-finetuned decoder prompts and tracks); it fills
+    ``sam2.sam_mask_decoder`` (the Sa2VA-i renames) and no original decoder is looked for.
     """
     disk = read_tensor_names(tensor_files(directory, name), name)
     layout = layout_of(model, set(disk))
+    if single_decoder:
+        layout = dataclasses.replace(layout, sa2va_i=True)
     original = None
     if not layout.sa2va_i:
         if original_sam2 is None:
@@ -183,5 +189,6 @@ def load_weights(model: torch.nn.Module, directory: Path, name: str, original_sa
     if left:
         raise CheckpointError(f"{name}: tensors left without weights: {', '.join(left[:5])}")
     return {"tensors": len(disk), "sa2va_i": layout.sa2va_i,
-            "original_decoder": "checkpoint" if layout.sa2va_i else str(original_sam2),
+            "original_decoder": "none (single decoder)" if single_decoder else "checkpoint" if layout.sa2va_i
+            else str(original_sam2),
             "bytes_on_disk": sum(f.stat().st_size for f in {t.file for t in disk.values()})}

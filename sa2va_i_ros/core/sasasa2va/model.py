@@ -1,0 +1,59 @@
+"""A SaSaSa2VA checkpoint in native classes: Sa2VA's network with SAM2's single (re-finetuned) decoder.
+
+SaSaSa2VA checkpoints (``model_type`` ``sasasa2va_chat``) store the same tensor
+names as Sa2VA (its converter renames ``mllm.model.`` -> '' and ``.gamma`` ->
+``.g_weight``) with ONE ``sam_mask_decoder``: trained further
+(``frozen_sam2_decoder=False``), it both prompts and tracks, so here it fills
+SAM2's own decoder and there is no second one. The config adds SAMURAI fields
+(``samurai_mode`` false and its thresholds); SAMURAI is off in the released
+evaluation and is not ported.
+"""
+
+from __future__ import annotations
+
+from ..checkpoint.build import load_failure, load_model
+from ..checkpoint.config import read_config
+from ..checkpoint.load import resolve
+from ..checkpoint.placement import parse_devices
+from ..device import language_model_dtype, resolve_device, resolve_dtype
+from ..errors import UnsupportedModelError
+from ..grounding import GroundingEngine, load_tokenizer
+from ..sa2va_model import Sa2VAModel
+
+
+class SaSaSa2VAModel(Sa2VAModel):
+    """Sa2VA's modules without the separate finetuned decoder: ``sam2.sam_mask_decoder`` is the only one."""
+
+    def __init__(self, cfg, empty: bool = False):
+        super().__init__(cfg, empty=empty)
+        del self.finetuned_decoder
+
+
+def load_engine(model: str, device: str = "cpu", dtype: str = "float32", revision: str | None = None,
+                lm_devices: str | list[str] | None = None) -> GroundingEngine:
+    """Tokenizer, language model and SAM2 of a SaSaSa2VA checkpoint (directory or hub id).
+
+    The engine's language part (vision tower, generation, [SEG] states) is
+    Sa2VA's; ``SaSaSa2VAPipeline`` does the rest (its ``ground`` is Sa2VA-i's and
+    is not for this model).
+    """
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    layer_devices = parse_devices(lm_devices)
+    for d in layer_devices:
+        resolve_device(str(d))
+    directory = resolve(model, revision)
+    cfg = read_config(directory, name=model)
+    if cfg.kind != "sasasa2va":
+        raise UnsupportedModelError(f"{model}: model_type {cfg.raw.get('model_type')!r} is not a SaSaSa2VA "
+                                    "checkpoint (sasasa2va_chat); load it with GroundingEngine / VideoPipeline")
+    if cfg.raw.get("samurai_mode"):
+        raise UnsupportedModelError(f"{model}: samurai_mode is on in config.json; SAMURAI tracking is not "
+                                    "ported (SaSaSa2VA's released evaluation runs with it off)")
+    net, report = load_model(cfg, directory, model, dev, dt, lm_dtype=language_model_dtype(dt),
+                             lm_devices=layer_devices, model_class=SaSaSa2VAModel, single_decoder=True)
+    try:
+        tokenizer = load_tokenizer(directory, model)
+    except Exception as exc:
+        raise load_failure(model, exc) from None
+    return GroundingEngine(net, tokenizer, cfg, dev, dt, report)
