@@ -54,11 +54,16 @@ def single_decoder_state(state: dict) -> dict:
 
 def write_tiny_sasasa2va(out_dir: str | Path, *, template: str = TEMPLATE_4B, **tiny_options) -> Path:
     """Write a tiny SaSaSa2VA checkpoint; ``tiny_options`` go to ``write_tiny_checkpoint`` (seed, answer...)."""
+    tiny_options.setdefault("spec", TINY_SASASA2VA_SAM2)
+    return to_sasasa2va(write_tiny_checkpoint(out_dir, sa2va_i=True, **tiny_options), template)
+
+
+def to_sasasa2va(out: Path, template: str = TEMPLATE_4B) -> Path:
+    """Turn a Sa2VA-i checkpoint directory (both decoders) into SaSaSa2VA's layout, in place."""
     from safetensors import safe_open
     from safetensors.torch import save_file
 
-    tiny_options.setdefault("spec", TINY_SASASA2VA_SAM2)
-    out = write_tiny_checkpoint(out_dir, sa2va_i=True, **tiny_options)
+    out = Path(out)
     config = json.loads((out / "config.json").read_text())
     (out / "config.json").write_text(json.dumps(sasasa2va_config(config, template), indent=2) + "\n")
     index_path = out / "model.safetensors.index.json"
@@ -74,4 +79,3 @@ def write_tiny_sasasa2va(out_dir: str | Path, *, template: str = TEMPLATE_4B, **
     index["metadata"]["total_size"] = total
     index_path.write_text(json.dumps(index, indent=2))
     return out
-
