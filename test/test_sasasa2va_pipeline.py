@@ -191,3 +191,21 @@ def test_official_crash_cases_are_clear_errors(pipe, tmp_path):
 def test_sa2va_i_pipeline_refuses_sasasa2va_options(engine, frames):
     with pytest.raises(ValueError, match="SaSaSa2VA modes"):
         VideoPipeline(engine).segment(frames, QUERY, mode="uniform")
+
+
+def test_more_than_ten_seg_keep_the_first_ten_fewer_repeat_the_last(tmp_path_factory):
+    """The answer rig converted to SaSaSa2VA's layout says [SEG] until max_new_tokens: k tokens give k - 1
+    states (the last [SEG] is never fed back), so 13 tokens give 12 states and 4 tokens give 3."""
+    from sa2va_i_ros.core.checkpoint.answer_rig import QUERIES, write_answer_rig
+    from sa2va_i_ros.core.sasasa2va.tiny import to_sasasa2va
+
+    rig = load_video_pipeline(str(to_sasasa2va(write_answer_rig(tmp_path_factory.mktemp("rig")), "qwen_chat")))
+    frames = video(4)
+    many = rig.run(frames, QUERIES["endless_seg"], max_new_tokens=13)
+    assert many.num_seg == 12 and many.seg_embeddings.shape[0] == 12
+    torch.testing.assert_close(many.clip_prompts, many.seg_embeddings[:10].float(), rtol=0, atol=0)
+    assert len({tuple(c.tolist()) for c in many.clip_prompts}) == 10  # ten distinct clip prompts
+    few = rig.run(frames, QUERIES["endless_seg"], max_new_tokens=4)
+    assert few.num_seg == 3
+    torch.testing.assert_close(few.clip_prompts[:3], few.seg_embeddings, rtol=0, atol=0)
+    torch.testing.assert_close(few.clip_prompts[3:], few.seg_embeddings[2:].expand(7, -1), rtol=0, atol=0)

@@ -84,3 +84,22 @@ def test_gpu_benchmark_code_path_runs_on_cpu_with_the_tiny_model():
 
     out = bench_gpu.run(device="cpu", dtypes=("float32",), real=False, frames=3)
     assert out["gpu.float32.grounding_ms_5_frames"] > 0 and out["gpu.float32.propagation_fps"] > 0
+
+
+def test_every_seg_of_the_answer_gets_its_own_propagated_masks(rig_engine, frames):
+    """The answer rig says "Sure, [SEG] and [SEG]." for "the cup and the bowl": two tracks, each propagated
+    alone from its own keyframe masks (Sa2VA-i runs a fresh SAM2 state per [SEG]); masks is the first's."""
+    from sa2va_i_ros.core.checkpoint.answer_rig import QUERIES
+
+    result = VideoPipeline(rig_engine).run(frames, QUERIES["two_seg"])
+    assert result.answer == "Sure, [SEG] and [SEG]." and len(result.seg_masks) == 2
+    assert result.masks is result.seg_masks[0] and result.scores is result.seg_scores[0]
+    g = rig_engine.ground(frames, QUERIES["two_seg"])
+    for k in range(2):
+        tracker = StreamingTracker(rig_engine.model.sam2)
+        added = tracker.add_object(Grounding(frames, list(range(10)), g.sampled_indices, list(g.masks[k])))
+        for t, frame_result in enumerate(added.frames):
+            np.testing.assert_array_equal(result.seg_masks[k][t], frame_result.objects[added.obj_id].mask)
+    assert any(not np.array_equal(a, b) for a, b in zip(*result.seg_masks, strict=True))
+    one = VideoPipeline(rig_engine).run(frames, QUERIES["one_seg"])
+    assert len(one.seg_masks) == 1
