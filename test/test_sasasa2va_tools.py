@@ -80,3 +80,22 @@ def test_tiny_sasasa2va_writer_matches_the_stored_fixture_layout(tmp_path):
     for config in (fresh_config, stored_config):
         assert config["model_type"] == "sasasa2va_chat" and config["samurai_mode"] is False
         assert config["template"] == "phi3_chat" and config["architectures"] == ["SaSaSa2VAChatModel"]
+
+
+@pytest.mark.slow
+def test_a_26b_layout_sasasa2va_checkpoint_loads_and_runs(tmp_path):
+    """SaSaSa2VA-26B's layout (InternLM2 language model, InternViT-6B-style vision, internlm2_chat) through
+    the normal loader and the pipeline; the tiny InternLM2 checkpoint is the loader's, converted."""
+    from sa2va_i_ros.core.checkpoint.tiny_internlm2 import write_tiny_internlm2_checkpoint
+    from sa2va_i_ros.core.pipeline import load_video_pipeline
+    from sa2va_i_ros.core.sasasa2va.tiny import to_sasasa2va
+
+    ckpt = to_sasasa2va(write_tiny_internlm2_checkpoint(tmp_path / "ckpt", vision="6b"), "internlm2_chat")
+    pipe = load_video_pipeline(str(ckpt))
+    assert pipe.engine.cfg.kind == "sasasa2va" and pipe.engine.cfg.llm_arch == "InternLM2ForCausalLM"
+    assert pipe.engine.cfg.vision.get("qk_normalization") is True
+    import numpy as np
+
+    frames = [np.full((24, 32, 3), 40 * k, np.uint8) for k in range(5)]
+    r = pipe.run(frames, "the cup", mode="uniform_plus")
+    assert r.answer == "Sure, [SEG]." and r.num_seg == 1 and len(r.masks) == 5
