@@ -3,7 +3,6 @@
 import ast
 from pathlib import Path
 
-import pytest
 import yaml
 
 from sa2va_i_ros.ros.parameters import BY_NAME, PARAMETERS, check_value
@@ -48,6 +47,40 @@ def test_launch_file_declares_the_documented_arguments():
     assert all(f"`{n}`" in readme for n in names)
 
 
-@pytest.mark.parametrize("name", ["model", "device", "dtype", "num_frames", "use_depth"])
-def test_launch_arguments_feed_declared_parameters(name):
-    assert name in BY_NAME
+def _launch_arguments() -> dict[str, str]:
+    """Launch argument name -> default, from the launch file's ARGUMENTS table."""
+    tree = ast.parse((ROOT / "launch" / "segment.launch.py").read_text())
+    table = next(n for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "ARGUMENTS")
+    return {elt.elts[0].value: elt.elts[1].value for elt in table.value.elts}
+
+
+def _parameters_fed_by_launch() -> dict[str, tuple[str, str | None]]:
+    """Parameter name -> (launch argument, value_type) from the node's ``parameters=[..., {...}]`` in the launch file."""
+    tree = ast.parse((ROOT / "launch" / "segment.launch.py").read_text())
+    node = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "LifecycleNode")
+    params = next(kw.value for kw in node.keywords if kw.arg == "parameters")
+    (mapping,) = [e for e in params.elts if isinstance(e, ast.Dict)]
+    fed = {}
+    for key, value in zip(mapping.keys, mapping.values, strict=True):
+        value_type = None
+        if isinstance(value, ast.Call) and value.func.id == "ParameterValue":
+            value_type = next(kw.value.id for kw in value.keywords if kw.arg == "value_type")
+            value = value.args[0]
+        assert isinstance(value, ast.Call) and value.func.id == "cfg", ast.dump(value)
+        fed[key.value] = (value.args[0].value, value_type)
+    return fed
+
+
+def test_launch_arguments_feed_declared_parameters():
+    """Each launch argument given to the node names a declared parameter, with its type; its default is valid."""
+    fed, arguments = _parameters_fed_by_launch(), _launch_arguments()
+    assert {"model", "device", "dtype", "num_frames", "use_depth"} <= set(fed)
+    for name, (argument, value_type) in fed.items():
+        assert name in BY_NAME, f"the launch file sets {name!r}, which the node does not declare"
+        assert argument in arguments, f"{name!r} is fed from an undeclared launch argument {argument!r}"
+        default = BY_NAME[name].default
+        expected_type = {bool: "bool", int: "int", float: "float"}.get(type(default))
+        assert value_type == expected_type, f"{name!r} reaches the node as {value_type}, declared {type(default)}"
+        text = arguments[argument]
+        value = {"bool": lambda t: t == "true", "int": int, "float": float}.get(value_type, str)(text)
+        assert check_value(BY_NAME[name], value) is None, (name, text)
