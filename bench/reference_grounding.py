@@ -3,9 +3,11 @@
 Sa2VA-i's ``predict_forward`` calls transformers' ``generate`` with
 ``output_hidden_states=True`` (every layer of every step kept), picks the
 last-layer state at each ``[SEG]``, and runs the SAM2 image encoder on the
-sampled frames for grounding and again inside ``init_state``/propagation. The
-tests compare the engine's tokens, [SEG] vectors and masks with this, and
-``make bench`` compares peak memory and time.
+sampled frames for grounding and again inside ``init_state``/propagation.
+``make bench`` compares the engine's peak memory and time with this way of
+working. It shares the product's prompt, preprocessing and decoder code, so it is
+no oracle for exactness: the tests compare with the official code's own outputs
+(test/fixtures/official_sa2va_i).
 """
 
 from __future__ import annotations

@@ -1,4 +1,10 @@
-"""The grounding engine against independent references of each Sa2VA-i step."""
+"""The grounding engine against independent references of each Sa2VA-i step.
+
+Whole-pipeline equality with the official Sa2VA-i code (ids, [SEG] states,
+keyframe logits and masks, propagation) is in test_official_fixtures.py; here
+each step is checked against a reference written from the official tensors or
+formulas without the product's code.
+"""
 
 import numpy as np
 import torch
@@ -6,7 +12,6 @@ import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import load_file
 
-from bench.reference_grounding import reference_ground
 from sa2va_i_ros.core import preprocess
 from sa2va_i_ros.core.grounding import GroundingOptions
 from sa2va_i_ros.core.sam2_model import encode_image, with_decoder_convs
@@ -94,15 +99,6 @@ def test_vision_tokens_equal_an_independent_internvit(engine, tiny_checkpoint, f
 
 
 # -- language model -------------------------------------------------------------------------------
-def test_tokens_and_seg_states_equal_the_official_generate_approach(engine, frames):
-    ours = engine.ground(frames, QUERY)
-    ref = reference_ground(engine, frames, QUERY)
-    assert engine.tokenizer.decode(ref["tokens"]) == ours.raw_answer == "Sure, [SEG].<|im_end|>"
-    assert ours.answer == "Sure, [SEG]."
-    torch.testing.assert_close(ours.seg_embeddings, ref["seg_embeddings"].float(), rtol=0, atol=1e-6)
-    np.testing.assert_array_equal(ours.masks, ref["masks"])
-
-
 def test_seg_state_is_at_the_seg_tokens_own_position(engine, frames):
     """One full forward over prompt + answer: the state AT [SEG] (not the one before) is used."""
     from sa2va_i_ros.core import prompt as P

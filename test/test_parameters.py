@@ -55,7 +55,7 @@ def _launch_arguments() -> dict[str, str]:
 
 
 def _parameters_fed_by_launch() -> dict[str, tuple[str, str | None]]:
-    """Parameter name -> (launch argument, value_type) from the node's ``parameters=[..., {...}]`` in the launch file."""
+    """Parameter -> (launch argument, value_type) from the node's ``parameters=[..., {...}]`` in the launch file."""
     tree = ast.parse((ROOT / "launch" / "segment.launch.py").read_text())
     node = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "LifecycleNode")
     params = next(kw.value for kw in node.keywords if kw.arg == "parameters")

@@ -23,10 +23,11 @@ def pipeline(engine):
 def test_every_frame_gets_a_mask_equal_to_grounding_plus_propagation(pipeline, engine, frames):
     result = pipeline.run(frames, QUERY)
     assert len(result.masks) == len(frames) == len(result.scores)
-    assert result.sampled_indices == [0, 2, 4, 6, 9] and result.answer == "Sure, [SEG]."
+    assert result.sampled_indices == [0, 2, 4, 6, 9]
     assert {"language", "decode", "propagate", "total"} <= set(result.timings_ms)
     # the same two steps by hand: keyframe masks, then the tracker from scratch
     g = engine.ground(frames, QUERY)
+    assert result.answer == g.answer and result.sampled_indices == g.sampled_indices
     tracker = StreamingTracker(engine.model.sam2)
     added = tracker.add_object(Grounding(frames, list(range(10)), g.sampled_indices, list(g.masks[0])))
     for t, frame_result in enumerate(added.frames):
