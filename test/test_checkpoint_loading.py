@@ -235,3 +235,35 @@ def test_hub_ids_honour_offline_mode(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
     with pytest.raises(CheckpointError, match="offline mode is on and it is not in the local cache"):
         resolve("kumuji/Sa2VA-i-1B")
+
+
+@pytest.mark.slow
+def test_every_tensor_the_official_code_writes_fills_one_parameter(tmp_path):
+    """Key names, shapes and config.json as the OFFICIAL Sa2VAChatModel.save_pretrained wrote them.
+
+    Not our writer's inverted tables: the names come from test/fixtures/official_sa2va_i
+    (the official class saving a Hiera-L checkpoint). Each must fill exactly one of our
+    parameters with the right shape (a fused qkv three), and together they fill all.
+    """
+    from official_oracle import FIXTURES
+
+    from sa2va_i_ros.core.checkpoint import keys
+
+    official = json.loads((FIXTURES / "official_keys.json").read_text())["tensors"]
+    shutil.copy(FIXTURES / "official_config.json", tmp_path / "config.json")
+    cfg = read_config(tmp_path)
+    assert cfg.template.name == "qwen_chat" and cfg.sam2.image_size == 1024 and cfg.sam2.stages == (2, 6, 36, 4)
+    ours = {k: tuple(v.shape) for k, v in Sa2VAModel(cfg).state_dict().items()}  # (sam2's Hiera cannot build on meta)
+    filled = {}
+    modified = keys.is_sa2va_i(set(official))
+    for name, info in official.items():
+        targets = keys.expand(name, modified)
+        assert targets, f"the official tensor {name} fills none of our parameters"
+        shape = tuple(info["shape"])
+        if len(targets) == 3:  # fused InternViT qkv
+            shape = (shape[0] // 3, *shape[1:])
+        for target in targets:
+            assert target not in filled, f"{name} and {filled.get(target)} both fill {target}"
+            assert ours.get(target) == shape, (name, target, ours.get(target), shape)
+            filled[target] = name
+    assert set(filled) == set(ours)
