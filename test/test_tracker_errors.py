@@ -99,7 +99,8 @@ def test_errors_never_touch_the_tracked_objects():
 @pytest.mark.parametrize(("kwargs", "message"), [
     (dict(prompt_policy="last"), "prompt_policy"),
     (dict(gap_policy="wait"), "gap_policy"),
-    (dict(threshold=1.0), "threshold"),
+    (dict(threshold=1.01), "threshold"),
+    (dict(threshold=-0.1), "threshold"),
     (dict(lost_after=0), "lost_after"),
     (dict(found_after=1.5), "found_after"),
     (dict(max_prompt_frames=0), "max_prompt_frames"),

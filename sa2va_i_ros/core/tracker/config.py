@@ -65,8 +65,8 @@ class TrackerConfig:
         if self.prompt_policy not in ("all", "first"):
             raise ValueError(f"prompt_policy must be 'all' or 'first'; got {self.prompt_policy!r}")
         check_gap_policy(self.gap_policy)
-        if not 0.0 < float(self.threshold) < 1.0:
-            raise ValueError(f"threshold must be in (0, 1); got {self.threshold!r}")
+        if not 0.0 <= float(self.threshold) <= 1.0:  # 0: never lost; 1: seen only on a certain frame
+            raise ValueError(f"threshold must be in [0, 1]; got {self.threshold!r}")
         for name in ("lost_after", "found_after", "max_prompt_frames", "num_frames"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -45,6 +45,25 @@ class ObjectTrack:
         # Low-res outputs of conditioning frames the propagation has not reached yet.
         self.pending_prompts: dict[int, torch.Tensor] = {}
 
+    def move_prompt(self, old: int, new: int) -> None:
+        """Renumber a prompt frame not reached yet (frames before it were skipped).
+
+        sam2 reads a conditioning frame's index only once it is at or before the
+        current frame (object pointers of past prompts, their temporal encoding);
+        its spatial memory is attended with position 0 wherever it lies. So a
+        prompt ahead may take the index it will really be processed at, and the
+        result equals offline propagation over the frames actually processed.
+        Insertion order (sam2's concatenation order) is kept.
+        """
+        if old == new:
+            return
+        if new in self.memory.cond or old not in self.pending_prompts:
+            raise ValueError(f"object {self.obj_id}: cannot move prompt {old} to {new}")
+        items = [(new if k == old else k, v) for k, v in self.memory.cond.items()]
+        self.memory.cond.clear()  # the same dict: output_dict refers to it
+        self.memory.cond.update(items)
+        self.pending_prompts[new] = self.pending_prompts.pop(old)
+
     def needs_features(self) -> bool:
         return self.next_index not in self.pending_prompts
 

@@ -25,6 +25,10 @@ class PresenceMonitor:
         self.visible = True
         self._run = 0  # consecutive frames that argue against the current state
 
+    def configure(self, threshold: float, lost_after: int, found_after: int) -> None:
+        """New hysteresis settings, effective from the next frame (the current run of frames is kept)."""
+        self.threshold, self.lost_after, self.found_after = float(threshold), int(lost_after), int(found_after)
+
     def update(self, score: float, stamp: Any) -> TrackEvent | None:
         present = score >= self.threshold
         if present == self.visible:

@@ -71,12 +71,20 @@ class AddResult:
     skipped: int = 0
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False)
 class PreparedObject:
-    """A seeded object that caught up on its own and waits for ``StreamingTracker.join``."""
+    """A seeded object that catches up on its own and waits for ``StreamingTracker.join``.
+
+    ``grounding`` is the checked grounding it was seeded from, ``position`` the
+    last window index it processed (-1: none yet), ``later`` how many frames
+    after the window it processed (``advance_object`` keeps both).
+    """
 
     track: Any  # ObjectTrack
     frames: list[FrameResult]
+    grounding: Any = None  # CheckedGrounding
+    position: int = -1
+    later: int = 0
 
     @property
     def obj_id(self) -> int:

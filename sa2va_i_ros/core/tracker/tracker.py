@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -89,26 +90,89 @@ class StreamingTracker:
         """Seed a new object and track it through its window and ``later``, outside the tracker.
 
         Nothing the tracked objects hold is read or changed, so a caller may run
-        this without the lock that guards ``step`` (the catch-up through a long
-        buffer then does not stall live tracking); ``join`` adds the object.
-        ``cancelled`` is polled before every frame: when it returns True the
-        preparation stops with ``Cancelled`` and nothing is kept. ``on_frame`` sees
-        each output as it is made (progress bars).
+        this between ``step`` calls (the catch-up through a long buffer then does
+        not stall live tracking); ``join`` adds the object. ``cancelled`` is
+        polled before every frame: when it returns True the preparation stops
+        with ``Cancelled`` and nothing is kept. ``on_frame`` sees each output as
+        it is made (progress bars). ``seed_object`` + ``advance_object`` do the
+        same one frame at a time.
+        """
+        prepared = self.seed_object(grounding, obj_id=obj_id)
+        later = [self._check_later(item, prepared.grounding.frame_size, k) for k, item in enumerate(later)]
+        steps = [(t, None, None) for t in range(prepared.grounding.first_prompt, len(prepared.grounding.frames))]
+        for t, frame, stamp in [*steps, *((None, f, s) for f, s in later)]:
+            _check(cancelled)
+            result = self.advance_object(prepared, window_index=t, frame=frame, stamp=stamp)
+            if on_frame is not None:
+                on_frame(result)
+        return prepared
+
+    def seed_object(self, grounding: Grounding, *, obj_id: int) -> PreparedObject:
+        """Validate ``grounding`` and seed a new object with its prompts; no frame is processed yet.
+
+        ``advance_object`` then feeds it frames one at a time and ``join`` adds it:
+        a caller can interleave that work with ``step`` of the tracked objects,
+        which this object does not touch.
         """
         if isinstance(obj_id, bool) or not isinstance(obj_id, int | np.integer):
             raise ValueError(f"obj_id must be an integer, got {obj_id!r}")
         g = check_grounding(grounding, self.runner.image_size, self.runner.feat_size,
                             self.config.prompt_policy, self.config.max_prompt_frames)
-        later = [self._check_later(item, g.frame_size, k) for k, item in enumerate(later)]
         with torch.inference_mode():
             track = self._new_track(int(obj_id), g)
-            frames = self._catch_up_window(track, g, cancelled, on_frame)
-            for frame, stamp in later:
-                _check(cancelled)
-                frames.append(self._step_objects({track.obj_id: track}, frame, stamp))
-                if on_frame is not None:
-                    on_frame(frames[-1])
-        return PreparedObject(track, frames)
+        track.next_index = g.first_prompt
+        return PreparedObject(track, [], g)
+
+    def advance_object(self, prepared: PreparedObject, *, window_index: int | None = None,
+                       frame: np.ndarray | None = None, stamp: Any = None) -> FrameResult:
+        """Process one more frame of a prepared object: window frame ``window_index``, or a later ``frame``.
+
+        Window frames go in increasing order from the first prompted one; frames
+        that are not prompted may be skipped (the object numbers the frames it
+        processes consecutively, and prompts ahead take the index they are
+        reached at: the outputs equal offline propagation over the frames
+        processed). Later frames (``frame``, ``stamp``) follow once every prompt
+        was reached. The output is also appended to ``prepared.frames``.
+        """
+        g, track = prepared.grounding, prepared.track
+        if g is None:
+            raise ValueError("advance_object needs an object from seed_object or prepare_object")
+        if window_index is not None:
+            t = window_index
+            if isinstance(t, bool) or not isinstance(t, int | np.integer) or not 0 <= t < len(g.frames):
+                raise ValueError(f"window_index {t!r} is not an index into the {len(g.frames)} window frames")
+            if prepared.later or t <= prepared.position:
+                raise ValueError(f"window frame {t} comes after a frame this object already processed")
+            if prepared.position < 0 and t != g.first_prompt:
+                raise ValueError(f"the first frame must be the first prompted one ({g.first_prompt}), got {t}")
+            skipped = [i for i in g.prompts if prepared.position < i < t]
+            if skipped:
+                raise ValueError(f"prompted window frames {skipped} cannot be skipped")
+            with torch.inference_mode():
+                if t in g.prompts:
+                    track.move_prompt(t, track.next_index)
+                feats = self._window_features(g, t) if track.needs_features() else None
+                adv = track.advance(self.runner, feats)
+                result, event = track.commit(adv, g.stamps[t])
+            prepared.position = int(t)
+            out = FrameResult(g.stamps[t], {track.obj_id: result}, (event,) if event else ())
+        else:
+            if track.pending_prompts:
+                raise ValueError(f"later frames come after the prompted window frames "
+                                 f"{sorted(g.prompts)}; processed up to {prepared.position}")
+            frame, _ = self._check_later((frame, stamp), g.frame_size, prepared.later)
+            with torch.inference_mode():
+                out = self._step_objects({track.obj_id: track}, frame, stamp)
+            prepared.later += 1
+        prepared.frames.append(out)
+        return out
+
+    def set_presence(self, threshold: float, lost_after: int, found_after: int,
+                     also: Sequence[PreparedObject] = ()) -> None:
+        """New presence hysteresis for every tracked object (and ``also``), from their next frame on."""
+        self.config = replace(self.config, threshold=threshold, lost_after=lost_after, found_after=found_after)
+        for track in [*self._objects.values(), *(p.track for p in also)]:
+            track.presence.configure(threshold, lost_after, found_after)
 
     def join(self, prepared: PreparedObject, *, later: Sequence[tuple[np.ndarray, Any]] = (),
              gap_policy: str | None = None) -> AddResult:
@@ -116,6 +180,9 @@ class StreamingTracker:
         policy = check_gap_policy(gap_policy or self.config.gap_policy)
         track = prepared.track
         self._check_new_id(track.obj_id)
+        if track.pending_prompts:
+            raise ValueError(f"object {track.obj_id} has not reached its prompted window frames "
+                             f"{sorted(prepared.grounding.prompts)} yet")
         if self._objects and track.frame_size != self.frame_size:
             raise ValueError(f"grounding frames are {track.frame_size}, the tracked objects use {self.frame_size}")
         later = [self._check_later(item, track.frame_size, k) for k, item in enumerate(later)]
@@ -188,20 +255,6 @@ class StreamingTracker:
             pixels = g.pixels.get(idx)
             raw = self.runner.encode(pixels if pixels is not None else self.runner.pixels(g.frames[idx]))
         return self.runner.features(raw)
-
-    def _catch_up_window(self, track: ObjectTrack, g: CheckedGrounding, cancelled: Callable[[], bool] | None = None,
-                         on_frame: Callable[[FrameResult], None] | None = None) -> list[FrameResult]:
-        results = []
-        track.next_index = g.first_prompt
-        for t in range(g.first_prompt, len(g.frames)):
-            _check(cancelled)
-            feats = self._window_features(g, t) if track.needs_features() else None
-            adv = track.advance(self.runner, feats)
-            result, event = track.commit(adv, g.stamps[t])
-            results.append(FrameResult(g.stamps[t], {track.obj_id: result}, (event,) if event else ()))
-            if on_frame is not None:
-                on_frame(results[-1])
-        return results
 
     def _step_objects(self, objects: dict[int, ObjectTrack], frame: np.ndarray, stamp: Any) -> FrameResult:
         if not objects:
