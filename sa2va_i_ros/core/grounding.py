@@ -6,12 +6,19 @@ frame alone with the finetuned SAM2 decoder, as Sa2VA-i's ``predict_forward``
 does before propagation. The SAM2 image encoder runs once per distinct sampled
 frame; its raw features are returned so the tracker propagates without
 re-encoding them.
+
+``ground_steps`` is the same work as a generator that yields between bounded
+steps (one frame's preprocessing, the vision tower on ``vision_frames_per_step``
+frames, a prefill chunk, one generated token, one frame through the SAM2
+encoder, one [SEG]'s decoding): the perception worker runs live tracking
+between them. ``ground`` drains it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +33,7 @@ from .checkpoint.placement import parse_devices
 from .checkpoint.tokenizer import load_tokenizer
 from .device import autocast, language_model_dtype, resolve_device, resolve_dtype
 from .errors import Cancelled, CheckpointError, FramesError, NumericsError, QueryError, UnsupportedModelError
-from .generation import StopWords, greedy_generate
+from .generation import StopWords, greedy_steps
 from .sam2_model import encode_image, with_decoder_convs
 from .sampling import sample_indices, unique_in_order
 from .seg_decode import decode_language_prompt, logits_to_masks
@@ -44,6 +51,10 @@ class GroundingOptions:
     sampling: str = "uniform"
     question_mark_variant: bool = False
     max_new_tokens: int = 2048  # Sa2VA's generation config
+    # step sizes for the perception worker (0: one step, as Sa2VA runs them): prompt positions per
+    # prefill step and frames per vision-tower step; the results agree to float rounding
+    prefill_chunk: int = 0
+    vision_frames_per_step: int = 0
 
 
 @dataclass
@@ -162,10 +173,25 @@ class GroundingEngine:
         return checked[0].shape[:2]
 
     # -- grounding ------------------------------------------------------------------------------
-    @torch.no_grad()
     def ground(self, frames: Sequence[np.ndarray], query: str, options: GroundingOptions | None = None,
                progress: Progress | None = None, cancelled: Callable[[], bool] | None = None) -> GroundingResult:
         """Keyframe masks for ``query`` on ``frames`` (RGB uint8, oldest first)."""
+        steps = self.ground_steps(frames, query, options, progress, cancelled)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+
+    @torch.no_grad()
+    def ground_steps(self, frames: Sequence[np.ndarray], query: str, options: GroundingOptions | None = None,
+                     progress: Progress | None = None, cancelled: Callable[[], bool] | None = None
+                     ) -> Generator[str, None, GroundingResult]:
+        """``ground`` as a generator: yields a stage name after each bounded step, returns the result.
+
+        Bad input raises (``QueryError``, ``FramesError``) at the first ``next``,
+        before any model call.
+        """
         opts = options or GroundingOptions()
         report = progress or (lambda stage, fraction, detail: None)
         self.check_query(query)
@@ -181,22 +207,38 @@ class GroundingEngine:
             raise QueryError(f"the prompt is {len(ids)} tokens, more than the language model's "
                              f"{self.max_positions} positions; shorten the query or use fewer frames")
         timings: dict[str, float] = {}
-        t0 = time.perf_counter()
+        clock = _StepClock(timings)
 
         def check_cancel(where: str) -> None:
             if cancelled is not None and cancelled():
                 raise Cancelled(f"cancelled {where}")
 
         report("sampling", 0.05, f"{len(unique)} distinct of {len(sampled)} sampled frames out of {len(frames)}")
-        mllm_pixels = torch.stack([preprocess.mllm_pixels(frames[i]) for i in unique])
-        sam_pixels = {i: preprocess.sam2_pixels(frames[i], self.cfg.sam2.image_size) for i in unique}
-        timings["preprocess"] = (time.perf_counter() - t0) * 1e3
+        mllm, sam_pixels = [], {}
+        for i in unique:
+            with clock("preprocess"):
+                mllm.append(preprocess.mllm_pixels(frames[i]))
+                sam_pixels[i] = preprocess.sam2_pixels(frames[i], self.cfg.sam2.image_size)
+            yield "preprocess"
         check_cancel("after preprocessing")
 
-        t1 = time.perf_counter()
         report("language_model", 0.15, "vision tower and greedy generation")
-        gen, seg_embeddings = self._language(mllm_pixels, ids, opts, cancelled)
-        timings["language"] = (time.perf_counter() - t1) * 1e3
+        pixels = torch.stack(mllm)
+        per_step = opts.vision_frames_per_step if opts.vision_frames_per_step > 0 else len(pixels)
+        vit = []
+        for start in range(0, len(pixels), per_step):
+            with clock("language"):
+                vit.append(image_embeddings(self.model, pixels[start:start + per_step].to(self.device, self.dtype)))
+            yield "vision"
+        steps = self._language(torch.cat(vit), ids, opts, cancelled)
+        while True:
+            try:
+                with clock("language"):
+                    stage = next(steps)
+            except StopIteration as done:
+                gen, seg_embeddings = done.value
+                break
+            yield stage
         raw_answer = self.tokenizer.decode(gen.token_ids, skip_special_tokens=False).strip()
         answer = _strip_stop_words(raw_answer, self.cfg.template.stop_words)
         result = GroundingResult(sampled, answer, raw_answer, seg_embeddings.float().cpu(), None, "",
@@ -206,25 +248,36 @@ class GroundingEngine:
                              if gen.stopped_by != "max_new_tokens" else
                              f"generation hit max_new_tokens ({opts.max_new_tokens}) before a "
                              f"{prompt.SEG_TOKEN} token")
+            timings["total"] = sum(timings.values())
             return result
         check_cancel("after generation")
 
-        t2 = time.perf_counter()
         report("decoding", 0.6, f"SAM2 image encoder on {len(unique)} frames")
         result.sam2_pixels = sam_pixels
-        for_decoding, result.sam2_features = self._encode(sam_pixels)
+        for_decoding, for_tracking = {}, {}
+        encoding = self._encode(sam_pixels, for_decoding, for_tracking)
+        while True:
+            try:
+                with clock("decode"):
+                    next(encoding)
+            except StopIteration:
+                break
+            yield "sam2_encoder"
+        result.sam2_features = for_tracking
         masks = []
         for k, emb in enumerate(seg_embeddings):
             report("decoding", 0.6 + 0.3 * k / len(seg_embeddings), f"[SEG] {k + 1} on {len(sampled)} frames")
-            masks.append(self._decode(for_decoding, sampled, emb, height, width))
+            with clock("decode"):
+                masks.append(self._decode(for_decoding, sampled, emb, height, width))
+            yield "seg_decode"
         result.masks = np.stack(masks)
-        timings["decode"] = (time.perf_counter() - t2) * 1e3
-        timings["total"] = (time.perf_counter() - t0) * 1e3
+        timings["total"] = sum(timings.values())
         return result
 
-    def _language(self, pixels: torch.Tensor, ids: list[int], opts: GroundingOptions, cancelled):
+    def _language(self, pixels_embedded: torch.Tensor, ids: list[int], opts: GroundingOptions, cancelled):
+        """Image tokens into the prompt, then greedy generation, one model call per step (a generator)."""
         model, dev = self.model, self.device
-        vit = image_embeddings(model, pixels.to(dev, self.dtype))
+        vit = pixels_embedded
         input_ids = torch.tensor([ids], device=dev)
         embeds = model.language_model.get_input_embeddings()(input_ids).clone()
         selected = input_ids[0] == self.img_context_id
@@ -232,8 +285,9 @@ class GroundingEngine:
             raise RuntimeError(f"prompt holds {int(selected.sum())} {prompt.IMG_CONTEXT} tokens for "
                                f"{vit.shape[0] * vit.shape[1]} image embeddings")
         embeds[0, selected] = vit.reshape(-1, vit.shape[-1]).to(embeds.dtype)
-        gen = greedy_generate(model.language_model, embeds, seg_id=self.seg_id, eos_id=self.eos_id,
-                              stop=self.stop, max_new_tokens=opts.max_new_tokens, cancelled=cancelled)
+        gen = yield from greedy_steps(model.language_model, embeds, seg_id=self.seg_id, eos_id=self.eos_id,
+                                      stop=self.stop, max_new_tokens=opts.max_new_tokens, cancelled=cancelled,
+                                      prefill_chunk=opts.prefill_chunk)
         seg = model.text_hidden_fcs(gen.seg_hidden.to(dev))
         if not bool(torch.isfinite(seg).all()):
             lm_dtype = str(embeds.dtype).removeprefix("torch.")
@@ -242,8 +296,9 @@ class GroundingEngine:
                                 "without bfloat16)")
         return gen, seg
 
-    def _encode(self, pixels: dict[int, torch.Tensor]) -> tuple[dict[int, dict], dict[int, dict]]:
-        """Image encoder once per frame; features for the finetuned and for the original decoder.
+    def _encode(self, pixels: dict[int, torch.Tensor], for_decoding: dict[int, dict],
+                for_tracking: dict[int, dict]) -> Generator[int, None, None]:
+        """Image encoder once per frame (a generator: one frame per step); features for both decoders.
 
         Frames go through one at a time and their raw multi-level features are
         reduced right away by each decoder's 1x1 convolutions (the level-0 map
@@ -253,7 +308,6 @@ class GroundingEngine:
         "original") are what the tracker propagates from.
         """
         model, finetuned, shared_pos = self.model, self.model.finetuned_decoder, None
-        for_decoding, for_tracking = {}, {}
         for i, px in pixels.items():
             with autocast(self.device, self.dtype):
                 raw = encode_image(model.sam2, px[None].to(self.device, self.dtype))
@@ -262,7 +316,7 @@ class GroundingEngine:
                 for_decoding[i] = with_decoder_convs(raw, finetuned)
                 for_tracking[i] = {**with_decoder_convs(raw, model.sam2.sam_mask_decoder), "convs": "original"}
             del raw
-        return for_decoding, for_tracking
+            yield i
 
     def _decode(self, features: dict[int, dict], sampled: list[int], embedding: torch.Tensor,
                 height: int, width: int) -> np.ndarray:
@@ -275,6 +329,21 @@ class GroundingEngine:
             low_res, _, _ = decode_language_prompt(self.model.sam2, self.model.finetuned_decoder, backbone,
                                                    language)
         return logits_to_masks(low_res, height, width).cpu().numpy()
+
+
+class _StepClock:
+    """Adds the wall time of each ``with clock(stage):`` block to ``timings[stage]`` (ms)."""
+
+    def __init__(self, timings: dict[str, float]):
+        self.timings = timings
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[stage] = self.timings.get(stage, 0.0) + (time.perf_counter() - t0) * 1e3
 
 
 def _strip_stop_words(text: str, words: tuple[str, ...]) -> str:
