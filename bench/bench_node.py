@@ -1,9 +1,10 @@
 """The segment node's own cost per frame at 640x480, across processes, and Fast DDS's transfer alone.
 
-* ``node.overhead_ms_p50/p95``: in the node process, from the image callback's
-  start to the objects and mask messages published, minus the tracker step
-  (the node reports it on /diagnostics); one track, no depth, nobody on
-  ~/overlay (the node renders it only for subscribers);
+* ``node.overhead_ms_p50/p95``: in the node process, per published frame, its
+  image callback (decode, buffer copy, hand-over to the perception worker)
+  plus building and publishing its objects and mask messages: everything but
+  the tracker (the node reports it on /diagnostics); one track, no depth,
+  nobody on ~/overlay (the node renders it only for subscribers);
 * ``node.overhead_with_overlay_ms_p50/p95``: the same with an ~/overlay subscriber.
 * ``node.dds_transfer_ms_p50/p95``: a 640x480 rgb8 image from this process to
   a subscriber process (publish to receive), with the project's Fast DDS profile.

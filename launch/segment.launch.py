@@ -12,16 +12,12 @@ as parameters. If configuring fails (e.g. a wrong model path), the node stays
 up, unconfigured: fix the parameter and run `ros2 lifecycle set /sa2va_i configure`.
 """
 
-from launch.actions import DeclareLaunchArgument, EmitEvent, RegisterEventHandler
+from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition
-from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.descriptions import ParameterValue
-from launch_ros.event_handlers import OnStateTransition
-from launch_ros.events.lifecycle import ChangeState
 from launch_ros.substitutions import FindPackageShare
-from lifecycle_msgs.msg import Transition
 
 from launch import LaunchDescription
 
@@ -36,7 +32,7 @@ ARGUMENTS = [
     ("camera_info", "/camera/color/camera_info", "CameraInfo topic of the image"),
     ("namespace", "", "namespace of the node"),
     ("node_name", "sa2va_i", "name of the node"),
-    ("autostart", "true", "configure and activate the node at launch"),
+    ("autostart", "true", "configure and activate the node once at start-up"),
     ("log_level", "info", "ROS log level"),
     ("rviz", "false", "start RViz 2 beside the node (rviz_config: overlay, markers, object points)"),
 ]
@@ -53,21 +49,17 @@ def generate_launch_description():
         "rviz_config", default_value=PathJoinSubstitution([share, "config", "sa2va_i.rviz"]),
         description="RViz 2 configuration used with rviz:=true"))
     cfg = LaunchConfiguration
+    # autostart is done by the node itself, once (a launch event handler on "configured" would also
+    # activate after every later manual configure)
     node = LifecycleNode(
         package="sa2va_i_ros", executable="segment_node", name=cfg("node_name"), namespace=cfg("namespace"),
         output="screen", arguments=["--ros-args", "--log-level", cfg("log_level")],
         parameters=[cfg("params_file"), {
             "model": cfg("model"), "device": cfg("device"), "dtype": cfg("dtype"),
             "num_frames": ParameterValue(cfg("num_frames"), value_type=int),
-            "use_depth": ParameterValue(cfg("use_depth"), value_type=bool)}],
+            "use_depth": ParameterValue(cfg("use_depth"), value_type=bool),
+            "autostart": ParameterValue(cfg("autostart"), value_type=bool)}],
         remappings=[("image", cfg("image")), ("depth", cfg("depth")), ("camera_info", cfg("camera_info"))])
-    autostart = IfCondition(cfg("autostart"))
-    configure = EmitEvent(condition=autostart, event=ChangeState(
-        lifecycle_node_matcher=matches_action(node), transition_id=Transition.TRANSITION_CONFIGURE))
-    activate = RegisterEventHandler(condition=autostart, event_handler=OnStateTransition(
-        target_lifecycle_node=node, start_state="configuring", goal_state="inactive",
-        entities=[EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
-                                              transition_id=Transition.TRANSITION_ACTIVATE))]))
     rviz = Node(package="rviz2", executable="rviz2", name="rviz2", output="log",
                 arguments=["-d", cfg("rviz_config")], condition=IfCondition(cfg("rviz")))
-    return LaunchDescription([*declared, node, activate, configure, rviz])
+    return LaunchDescription([*declared, node, rviz])

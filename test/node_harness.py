@@ -1,21 +1,27 @@
 """A segment node in this process, driven through real ROS topics, services and actions.
 
-The node and a client node share one rclpy context (each harness its own) and a
-multi-threaded executor spinning in a background thread; every message still
-goes through DDS. The network rule is applied by conftest.py.
+The node runs exactly as in production: its own executor from
+``segment_node.make_executor`` (the production thread count), the default
+parameters (sensor-data image QoS, queue depth 2) unless a test is about
+another setting. The client node (publishers, subscriptions, service and
+action clients: the observer) has its own executor and may use deeper queues.
+Both share one rclpy context per harness; every message still goes through
+DDS. The network rule is applied by conftest.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from frames import SIZE, frame_rgb, stamp_ns
 from rclpy.action import ActionClient
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -23,16 +29,17 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from sa2va_i_ros.action import SegmentAndTrack
 from sa2va_i_ros.msg import TrackedObjectArray, TrackEvent
 from sa2va_i_ros.ros.conversions import ns_to_stamp
-from sa2va_i_ros.ros.segment_node import SegmentNode
+from sa2va_i_ros.ros.segment_node import SegmentNode, make_executor
 from sa2va_i_ros.srv import Segment, StopTracking
 
-RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+OBSERVER = QoSProfile(depth=500, reliability=ReliabilityPolicy.RELIABLE)  # the observer's queues, not the node's
 
 
-def image_msg(i: int, size=SIZE, encoding="rgb8", frame_id="camera_color_optical_frame") -> Image:
+def image_msg(i: int, size=SIZE, encoding="rgb8", frame_id="camera_color_optical_frame", stamp: int | None = None
+              ) -> Image:
     rgb = frame_rgb(i, size)
     msg = Image(height=size[0], width=size[1], encoding=encoding, step=size[1] * 3, data=rgb.tobytes())
-    msg.header.stamp = ns_to_stamp(stamp_ns(i))
+    msg.header.stamp = ns_to_stamp(stamp_ns(i) if stamp is None else stamp)
     msg.header.frame_id = frame_id
     return msg
 
@@ -53,31 +60,42 @@ def camera_info(size=SIZE) -> CameraInfo:
                       r=[1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0], p=[f, 0.0, w / 2, 0, 0.0, f, h / 2, 0, 0.0, 0.0, 1.0, 0])
 
 
+@dataclass
+class Hold:
+    entered: threading.Event  # the worker is inside the held grounding step
+    release: threading.Event
+
+
 class NodeHarness:
     def __init__(self, model_dir, name: str = "sa2va_i", **params):
         self.ctx = rclpy.Context()
         rclpy.init(context=self.ctx)
-        params = {"model": str(model_dir), "image_qos": "reliable", "image_queue_depth": 50, **params}
-        self.node = SegmentNode(name, context=self.ctx,
+        params = {"model": str(model_dir), **params}
+        # the inputs are remapped per node, as a launch file would: harnesses alive at once never cross-talk
+        remaps = [a for topic in ("image", "depth", "camera_info") for a in ("-r", f"{topic}:=/{name}/{topic}")]
+        self.node = SegmentNode(name, context=self.ctx, cli_args=["--ros-args", *remaps],
                                 parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
         self.client = rclpy.create_node("test_client", context=self.ctx)
-        self.executor = MultiThreadedExecutor(num_threads=6, context=self.ctx)
+        self.executor = make_executor(self.ctx)
         self.executor.add_node(self.node)
-        self.executor.add_node(self.client)
-        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self._thread.start()
+        self.client_executor = SingleThreadedExecutor(context=self.ctx)
+        self.client_executor.add_node(self.client)
+        self._threads = [threading.Thread(target=e.spin, daemon=True)
+                         for e in (self.executor, self.client_executor)]
+        for t in self._threads:
+            t.start()
         c = self.client
-        self.image_pub = c.create_publisher(Image, "/image", RELIABLE)
-        self.depth_pub = c.create_publisher(Image, "/depth", RELIABLE)
-        self.info_pub = c.create_publisher(CameraInfo, "/camera_info", RELIABLE)
+        self.image_pub = c.create_publisher(Image, f"/{name}/image", OBSERVER)
+        self.depth_pub = c.create_publisher(Image, f"/{name}/depth", OBSERVER)
+        self.info_pub = c.create_publisher(CameraInfo, f"/{name}/camera_info", OBSERVER)
         self.got: dict[str, list] = {k: [] for k in ("objects", "mask", "points", "overlay", "events", "diag")}
         n = f"/{name}"
         for key, typ, topic in (("objects", TrackedObjectArray, f"{n}/objects"), ("mask", Image, f"{n}/mask"),
                                 ("points", PointCloud2, f"{n}/object_points"), ("overlay", Image, f"{n}/overlay"),
                                 ("events", TrackEvent, f"{n}/events"), ("diag", DiagnosticArray, "/diagnostics")):
-            c.create_subscription(typ, topic, self.got[key].append, RELIABLE)
-        self.segment_client = c.create_client(Segment, f"{n}/segment")
-        self.stop_client = c.create_client(StopTracking, f"{n}/stop_tracking")
+            c.create_subscription(typ, topic, self.got[key].append, OBSERVER)
+        self.segment_client = c.create_client(Segment, f"{n}/segment", qos_profile=OBSERVER)
+        self.stop_client = c.create_client(StopTracking, f"{n}/stop_tracking", qos_profile=OBSERVER)
         self.action_client = ActionClient(c, SegmentAndTrack, f"{n}/segment_and_track")
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -85,10 +103,16 @@ class NodeHarness:
         assert self.node.trigger_configure().name == "SUCCESS"
         assert self.node.trigger_activate().name == "SUCCESS"
         self.wait_for(lambda: self.image_pub.get_subscription_count() > 0, "node subscribed to /image")
+        for key, pub in self.node._pubs.items():  # the observer hears every output topic
+            self.wait_for(lambda pub=pub: pub.get_subscription_count() > 0, f"observer subscribed to {key}")
 
     def close(self) -> None:
-        self.executor.shutdown()
-        self._thread.join(5)
+        for e in (self.executor, self.client_executor):
+            e.shutdown()
+        for t in self._threads:
+            t.join(5)
+        if self.node.worker is not None:
+            self.node.worker.close("test over")
         self.action_client.destroy()
         self.client.destroy_node()
         self.node.destroy_node()
@@ -96,7 +120,7 @@ class NodeHarness:
 
     # -- helpers ----------------------------------------------------------------------------------
     @staticmethod
-    def wait_for(predicate, what: str, timeout: float = 30.0) -> None:
+    def wait_for(predicate, what: str, timeout: float = 60.0) -> None:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if predicate():
@@ -104,16 +128,60 @@ class NodeHarness:
             time.sleep(0.02)
         raise AssertionError(f"timed out waiting for: {what}")
 
+    def send(self, msg: Image) -> None:
+        """Publish one image and wait until the node's image callback has run on it (whatever it decided):
+        the node's queue is the production one (depth 2), so a test never outruns it."""
+        before = self.node.images_received
+        self.image_pub.publish(msg)
+        self.wait_for(lambda: self.node.images_received > before, "the node to take the image")
+
     def publish_frames(self, start: int, stop: int, period: float = 0.0, **kw) -> None:
         for i in range(start, stop):
-            self.image_pub.publish(image_msg(i, **kw))
+            self.send(image_msg(i, **kw))
             if period:
                 time.sleep(period)
+
+    def send_with_depth(self, i: int) -> None:
+        self.depth_pub.publish(depth_msg(i))
+        self.send(image_msg(i))
+
+    def track_frames(self, start: int, stop: int, depth: bool = False) -> None:
+        """Publish frames one at a time, each once the worker is done with the previous one (no frame is
+        dropped as stale: these tests are not about load)."""
+        for i in range(start, stop):
+            self.send_with_depth(i) if depth else self.send(image_msg(i))
+            self.wait_for(self.idle, f"the worker to process frame {i}")
+
+    @contextlib.contextmanager
+    def hold_grounding(self):
+        """The next grounding's first step blocks the worker thread until ``release`` is set (or the worker
+        closes): a long model call, made deterministic."""
+        engine, worker = self.node.session.engine, self.node.worker
+        hold, original = Hold(threading.Event(), threading.Event()), engine.ground_steps
+
+        def held(*args, **kwargs):
+            hold.entered.set()
+            while not hold.release.is_set() and not worker._closed:
+                time.sleep(0.01)
+            yield "held"
+            return (yield from original(*args, **kwargs))
+
+        engine.ground_steps = held
+        try:
+            yield hold
+        finally:
+            hold.release.set()
+            engine.ground_steps = original
 
     def buffered(self) -> int:
         return len(self.node.session.buffer) if self.node.session else 0
 
-    def call(self, client, request, timeout: float = 60.0):
+    def idle(self) -> bool:
+        """The worker has nothing left to do (no request, no frame waiting)."""
+        w = self.node.worker
+        return w is None or (w._job is None and not w._queue and not w._inbox and not w._live_ready())
+
+    def call(self, client, request, timeout: float = 120.0):
         self.wait_for(client.service_is_ready, f"service {client.srv_name}")
         future = client.call_async(request)
         self.wait_for(future.done, f"reply of {client.srv_name}", timeout)

@@ -1,4 +1,8 @@
-"""The segment node with real rclpy and the tiny checkpoint: what a ROS user sees."""
+"""The segment node with real rclpy and the tiny checkpoint: what a ROS user sees.
+
+The node runs with its production executor and QoS (node_harness.py); frames
+are published one at a time, each once the node took it.
+"""
 
 import math
 import threading
@@ -7,6 +11,7 @@ import numpy as np
 import pytest
 from node_harness import SIZE, NodeHarness, camera_info, depth_msg, image_msg, stamp_ns
 from rclpy.parameter import Parameter
+from test_tracker_helpers import one_torch_thread  # noqa: F401  (autouse: one torch thread on a shared machine)
 
 from sa2va_i_ros.action import SegmentAndTrack
 from sa2va_i_ros.msg import TrackEvent
@@ -29,9 +34,11 @@ def harness(tiny_checkpoint):
 def clean(harness):
     """Each test starts with no track and an empty buffer."""
     yield
-    if harness.node.session is not None:
-        harness.node.session.stop(0)
-        harness.node.session.buffer.clear()
+    if harness.node.worker is not None:
+        harness.node.worker.stop(0)
+        harness.wait_for(harness.idle, "the worker to settle")
+        harness.node.worker.clear_frames()
+        harness.wait_for(harness.idle, "the worker to forget the frames")
     harness.node._pairer.clear()  # the next test reuses the same stamps
     for msgs in harness.got.values():
         msgs.clear()
@@ -40,9 +47,14 @@ def clean(harness):
 def fresh_frames(harness, start, stop, depth=False):
     for i in range(start, stop):
         if depth:
-            harness.depth_pub.publish(depth_msg(i))
-        harness.image_pub.publish(image_msg(i))
+            harness.send_with_depth(i)
+        else:
+            harness.send(image_msg(i))
     harness.wait_for(lambda: harness.buffered() == stop - start, f"{stop - start} frames buffered")
+
+
+def stamps(msgs):
+    return [stamp_to_ns(m.header.stamp) for m in msgs]
 
 
 def test_segment_returns_masks_and_every_output_carries_its_frames_header(harness):
@@ -56,14 +68,12 @@ def test_segment_returns_masks_and_every_output_carries_its_frames_header(harnes
     assert r.object.mask.encoding == "mono8" and (r.object.mask.height, r.object.mask.width) == SIZE
     assert r.timing.total_ms > 0 and r.timing.language_ms > 0 and r.timing.propagate_ms > 0
 
-    for i in range(10, 16):
-        harness.depth_pub.publish(depth_msg(i))
-        harness.image_pub.publish(image_msg(i))
+    harness.track_frames(10, 16, depth=True)
     for key in ("objects", "mask", "overlay"):
         harness.wait_for(lambda key=key: len(harness.got[key]) >= 6, f"{key} for the 6 new frames")
     expected = [stamp_ns(i) for i in range(10, 16)]
     for key in ("objects", "mask", "overlay"):
-        assert [stamp_to_ns(m.header.stamp) for m in harness.got[key]] == expected, key
+        assert stamps(harness.got[key]) == expected, key
         assert all(m.header.frame_id == "camera_color_optical_frame" for m in harness.got[key])
     for arr in harness.got["objects"]:
         (obj,) = arr.objects
@@ -77,15 +87,13 @@ def test_segment_returns_masks_and_every_output_carries_its_frames_header(harnes
             assert math.isnan(obj.centroid.z)
     assert all(m.encoding == "mono8" for m in harness.got["mask"])
     started = [e for e in harness.got["events"] if e.event == TrackEvent.STARTED]
-    assert len(started) == 1 and started[0].track_id == r.track_id
+    assert len(started) == 1 and started[0].track_id == r.track_id and started[0].query == QUERY
 
 
 def test_object_points_lie_on_the_depth_plane(harness):
     fresh_frames(harness, 0, 6, depth=True)
     r = harness.segment(QUERY)
-    for i in range(6, 12):
-        harness.depth_pub.publish(depth_msg(i))
-        harness.image_pub.publish(image_msg(i))
+    harness.track_frames(6, 12, depth=True)
     for key in ("objects", "points"):
         harness.wait_for(lambda key=key: len(harness.got[key]) >= 6, key)
     areas = {stamp_to_ns(a.header.stamp): a.objects[0].area for a in harness.got["objects"]}
@@ -99,7 +107,7 @@ def test_object_points_lie_on_the_depth_plane(harness):
 def test_several_tracks_give_an_instance_mask_and_stop_works(harness):
     fresh_frames(harness, 0, 6)
     a, b = harness.segment(QUERY).track_id, harness.segment("the bowl").track_id
-    harness.publish_frames(6, 8)
+    harness.track_frames(6, 8)
     for key in ("objects", "mask"):
         harness.wait_for(lambda key=key: len(harness.got[key]) >= 2, f"{key} with both tracks")
     assert sorted(o.track_id for o in harness.got["objects"][-1].objects) == sorted([a, b])
@@ -112,13 +120,13 @@ def test_several_tracks_give_an_instance_mask_and_stop_works(harness):
     r = harness.stop(a)
     assert r.success and list(r.stopped_ids) == [a]
     n = len(harness.got["objects"])
-    harness.publish_frames(8, 9)
+    harness.track_frames(8, 9)
     harness.wait_for(lambda: len(harness.got["objects"]) > n, "objects after stop")
     assert [o.track_id for o in harness.got["objects"][-1].objects] == [b]
     assert harness.stop(0).stopped_ids.tolist() == [b]
     harness.wait_for(lambda: sum(e.event == TrackEvent.STOPPED for e in harness.got["events"]) >= 2, "events")
-    stopped = [e.track_id for e in harness.got["events"] if e.event == TrackEvent.STOPPED]
-    assert sorted(stopped) == sorted([a, b])
+    stopped = {e.track_id: e.query for e in harness.got["events"] if e.event == TrackEvent.STOPPED}
+    assert stopped == {a: QUERY, b: "the bowl"}  # a STOPPED event names the track's query
 
 
 def test_action_feedback_result_and_cancel(harness):
@@ -133,12 +141,14 @@ def test_action_feedback_result_and_cancel(harness):
     harness.wait_for(result.done, "result")
     res = result.result().result
     assert res.success and res.track_id > 0 and res.answer == "Sure, [SEG]."
+    harness.wait_for(lambda: "tracking" in feedback, "the last feedback")
     assert feedback[:3] == ["sampling", "language_model", "decoding"] and "catching_up" in feedback
 
     # cancel: a goal cancelled while it runs ends CANCELED and leaves no track behind
-    tracks_before = list(harness.node.session.track_ids)
+    tracks_before = dict(harness.node.worker.tracks)
     started = threading.Event()
-    send = client.send_goal_async(goal, feedback_callback=lambda f: started.set())
+    send = client.send_goal_async(SegmentAndTrack.Goal(query="the bowl", track=True),
+                                  feedback_callback=lambda f: started.set())
     harness.wait_for(send.done, "goal accepted")
     handle = send.result()
     harness.wait_for(started.is_set, "first feedback")
@@ -148,7 +158,45 @@ def test_action_feedback_result_and_cancel(harness):
     harness.wait_for(outcome.done, "cancelled result")
     assert outcome.result().status == 5  # GoalStatus.STATUS_CANCELED
     assert not outcome.result().result.success
-    assert harness.node.session.track_ids == tracks_before
+    harness.wait_for(harness.idle, "the worker to settle")
+    assert harness.node.worker.tracks == tracks_before
+
+
+def test_an_action_cancelled_after_its_track_started_sends_stopped(harness):
+    """The track was announced (STARTED) and is catching up on frames that came during grounding."""
+    fresh_frames(harness, 0, 6)
+    tracker = harness.node.session.tracker
+    original = tracker.advance_object
+    worker = harness.node.worker
+
+    def advance(prepared, **kw):  # frames after the window wait until the goal is cancelled
+        if kw.get("window_index") is None:
+            harness.wait_for(lambda: worker._job is not None and worker._job.ticket.cancelled, "the cancel")
+        return original(prepared, **kw)
+
+    client = harness.action_client
+    assert client.wait_for_server(10)
+    with harness.hold_grounding() as hold:
+        send = client.send_goal_async(SegmentAndTrack.Goal(query=QUERY, track=True))
+        harness.wait_for(hold.entered.is_set, "the grounding to start")
+        harness.publish_frames(6, 9)  # arrive while the language model runs
+        tracker.advance_object = advance
+        try:
+            hold.release.set()
+            harness.wait_for(lambda: any(e.event == TrackEvent.STARTED for e in harness.got["events"]), "STARTED")
+            started = next(e for e in harness.got["events"] if e.event == TrackEvent.STARTED)
+            harness.wait_for(send.done, "goal accepted")
+            handle = send.result()
+            harness.wait_for(handle.cancel_goal_async().done, "cancel answered")
+            outcome = handle.get_result_async()
+            harness.wait_for(outcome.done, "cancelled result")
+        finally:
+            tracker.advance_object = original
+    assert outcome.result().status == 5 and not outcome.result().result.success
+    harness.wait_for(lambda: any(e.event == TrackEvent.STOPPED for e in harness.got["events"]), "STOPPED")
+    kinds = [(e.event, e.track_id) for e in harness.got["events"]]
+    assert kinds.index((TrackEvent.STOPPED, started.track_id)) > kinds.index((TrackEvent.STARTED, started.track_id))
+    assert harness.node.worker.tracks == {}
 
 
 def test_concurrent_clients_are_all_answered(harness):
@@ -156,7 +204,7 @@ def test_concurrent_clients_are_all_answered(harness):
     fresh_frames(harness, 0, 6)
     futures = [harness.segment_client.call_async(harness.segment_client.srv_type.Request(query=q, track=False))
                for q in ("the cup", "the bowl", "the red box", "the cup left of the bowl")]
-    harness.wait_for(lambda: all(f.done() for f in futures), "four replies", timeout=120)
+    harness.wait_for(lambda: all(f.done() for f in futures), "four replies", timeout=180)
     replies = [f.result() for f in futures]
     assert all(r.success for r in replies), [r.message for r in replies]
     harness.node.set_parameters([Parameter("max_queued_requests", value=0)])
@@ -166,13 +214,14 @@ def test_concurrent_clients_are_all_answered(harness):
     (dict(query=""), "empty"), (dict(query="  \t"), "empty"), (dict(query="x" * 100_000), "max_query_chars"),
     (dict(query="the cup \ufffd"), "not valid UTF-8"), (dict(query=QUERY, num_frames=10_000), "outside"),
     (dict(query=QUERY, sampling="random"), "sampling"), (dict(query=QUERY, prompt_frames="x"), "prompt_frames"),
-    (dict(query=QUERY, window_sec=-2.0), "window_sec"),
+    (dict(query=QUERY, window_sec=-2.0), "window_sec"), (dict(query=QUERY, window_sec=1e300), "window_sec"),
+    (dict(query="the [SEG] cup"), "reserved"),
 ])
 def test_bad_requests_are_answered_and_change_nothing(harness, request_kw, message):
     fresh_frames(harness, 0, 4)
     r = harness.segment(**request_kw)
-    assert not r.success and message in r.message
-    assert harness.node.session.track_ids == [] and harness.buffered() == 4
+    assert not r.success and message in r.message and "internal error" not in r.message
+    assert harness.node.worker.tracks == {} and harness.buffered() == 4
 
 
 def test_query_before_any_frame(harness):
@@ -190,38 +239,42 @@ def test_bad_images_are_dropped_counted_and_the_node_keeps_going(harness, mutate
     before = harness.node._counts.get(counted, 0)
     msg = image_msg(3)
     mutate(msg)
-    harness.image_pub.publish(msg)
-    harness.wait_for(lambda: harness.node._counts.get(counted, 0) > before, f"{counted} counted")
-    fresh_frames_after = 4
-    harness.image_pub.publish(image_msg(fresh_frames_after))
-    harness.wait_for(lambda: harness.buffered() == 4, "the next good frame buffered")
+    harness.send(msg)
+    assert harness.node._counts.get(counted, 0) == before + 1
+    harness.send(image_msg(4))
+    assert harness.buffered() == 4
 
 
 def test_out_of_order_duplicate_and_size_change(harness):
     fresh_frames(harness, 0, 5)
     r = harness.segment(QUERY)
     assert r.success
+    harness.wait_for(harness.idle, "the track to join")
     for msg in (image_msg(4), image_msg(2)):  # duplicate, then late
-        harness.image_pub.publish(msg)
-    harness.wait_for(lambda: harness.node._counts.get("image out_of_order", 0) >= 1
-                     and harness.node._counts.get("image duplicate", 0) >= 1, "both counted")
-    assert harness.buffered() == 5 and harness.node.session.track_ids == [r.track_id]
-    harness.image_pub.publish(image_msg(5, size=(120, 160)))  # the camera switches resolution
+        harness.send(msg)
+    assert harness.node._counts.get("image out_of_order", 0) >= 1
+    assert harness.node._counts.get("image duplicate", 0) >= 1
+    assert harness.buffered() == 5 and list(harness.node.worker.tracks) == [r.track_id]
+    for i in range(5, 8):  # the camera switches resolution: three frames confirm it
+        harness.send(image_msg(i, size=(120, 160)))
     for key in ("objects", "mask"):
         harness.wait_for(lambda key=key: len(harness.got[key]) >= 1, f"{key} on the new size")
     assert (harness.got["mask"][-1].height, harness.got["mask"][-1].width) == (120, 160)
+    assert harness.buffered() == 3
 
 
 def test_bad_depth_never_breaks_the_rgb_outputs(harness):
     fresh_frames(harness, 0, 4, depth=True)
     r = harness.segment(QUERY)
+    harness.wait_for(harness.idle, "the track to join")
     bad = depth_msg(4, size=(48, 64))  # another size than the image
     nan_depth = depth_msg(5)
     nan_depth.encoding, nan_depth.step = "32FC1", SIZE[1] * 4
     nan_depth.data = np.array([[np.nan, np.inf, 0.0, -1.0] * (SIZE[1] // 4)] * SIZE[0], "<f4").tobytes()
     for i, dmsg in ((4, bad), (5, nan_depth)):
         harness.depth_pub.publish(dmsg)
-        harness.image_pub.publish(image_msg(i))
+        harness.send(image_msg(i))
+        harness.wait_for(harness.idle, f"frame {i} tracked")
     harness.wait_for(lambda: len(harness.got["objects"]) >= 2, "objects for both frames")
     assert harness.node._counts.get("depth mismatch", 0) >= 1
     last = harness.got["objects"][-1].objects[0]
@@ -231,21 +284,29 @@ def test_bad_depth_never_breaks_the_rgb_outputs(harness):
 def test_parameter_updates_are_checked(harness):
     results = harness.node.set_parameters([Parameter("num_frames", value=0), Parameter("sampling", value="x"),
                                            Parameter("presence_threshold", value=1.5),
-                                           Parameter("diagnostics_period", value=2.0)])
-    assert [r.successful for r in results] == [False, False, False, False]
+                                           Parameter("diagnostics_period", value=2.0),
+                                           Parameter("device", value="tpu"),
+                                           Parameter("max_num_frames", value=3)])  # below num_frames (5)
+    assert [r.successful for r in results] == [False] * 6
+    assert "max_num_frames" in results[-1].reason and "device" in results[-2].reason
     ok = harness.node.set_parameters([Parameter("num_frames", value=3)])[0]
     assert ok.successful and harness.node.session.settings.num_frames == 3
     harness.node.set_parameters([Parameter("num_frames", value=5)])
+    for value in (0.0, 1.0):  # the ends of the declared range are accepted
+        assert harness.node.set_parameters([Parameter("presence_threshold", value=value)])[0].successful
+    harness.node.set_parameters([Parameter("presence_threshold", value=0.5)])
 
 
 def test_diagnostics_report_rates_model_and_tracks(harness):
     fresh_frames(harness, 0, 4)
     harness.segment(QUERY)
-    harness.publish_frames(4, 8, period=0.05)
+    harness.track_frames(4, 8)
     harness.wait_for(lambda: any("track" in s.name for d in harness.got["diag"] for s in d.status),
                      "a diagnostics message with the track", timeout=10)
     names = {s.name.split(": ")[-1] for d in harness.got["diag"] for s in d.status}
     assert {"model", "input", "output"} <= names
+    output = next(s for d in harness.got["diag"] for s in d.status if s.name.endswith("output"))
+    assert {"frames_dropped_stale", "frames_thinned", "frames_live"} <= {kv.key for kv in output.values}
 
 
 def test_lifecycle_deactivate_cleanup_configure_again(tiny_checkpoint, tmp_path):
@@ -264,12 +325,20 @@ def test_lifecycle_deactivate_cleanup_configure_again(tiny_checkpoint, tmp_path)
         h.publish_frames(0, 4)
         h.wait_for(lambda: h.buffered() == 4, "frames buffered")
         assert h.segment(QUERY).success
+        h.wait_for(h.idle, "the track to join")
         assert h.node.trigger_deactivate().name == "SUCCESS"
         r = h.segment(QUERY)
         assert not r.success and "not active" in r.message
-        n = len(h.got["objects"])
-        h.publish_frames(4, 6)
-        assert len(h.got["objects"]) == n  # deactivated: nothing processed
+        h.wait_for(lambda: h.image_pub.get_subscription_count() == 0, "the node to unsubscribe")
+        for i in (4, 5):  # sent while inactive: nothing may take them
+            h.image_pub.publish(image_msg(i))
+        assert h.node.trigger_activate().name == "SUCCESS"
+        h.wait_for(lambda: h.image_pub.get_subscription_count() > 0, "the node to subscribe again")
+        h.send(image_msg(6))  # a sentinel: everything published before it has been seen by now
+        h.wait_for(lambda: stamp_ns(6) in stamps(h.got["objects"]), "the sentinel's output")
+        assert [f.stamp_ns for f in h.node.session.buffer.window()] == [stamp_ns(i) for i in (0, 1, 2, 3, 6)]
+        assert not {stamp_ns(4), stamp_ns(5)} & set(stamps(h.got["objects"]))
+        assert h.node.trigger_deactivate().name == "SUCCESS"
         assert h.node.trigger_cleanup().name == "SUCCESS" and h.node.session is None
         h.start()  # configure + activate again
         h.publish_frames(10, 13)
@@ -284,13 +353,10 @@ def test_missing_camera_info_gives_outputs_without_3d(tiny_checkpoint):
     try:
         h.start()
         for i in range(4):
-            h.depth_pub.publish(depth_msg(i))
-            h.image_pub.publish(image_msg(i))
+            h.send_with_depth(i)
         h.wait_for(lambda: h.buffered() == 4, "frames buffered")
         assert h.segment(QUERY).success
-        for i in range(4, 7):
-            h.depth_pub.publish(depth_msg(i))
-            h.image_pub.publish(image_msg(i))
+        h.track_frames(4, 7, depth=True)
         h.wait_for(lambda: len(h.got["objects"]) >= 3, "objects without camera_info")
         assert all(math.isnan(a.objects[0].centroid.z) for a in h.got["objects"])
         assert h.got["points"] == [] and h.node._counts.get("no camera_info", 0) >= 1

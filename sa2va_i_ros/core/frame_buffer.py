@@ -73,6 +73,14 @@ class BufferStats:
     cleared: int = 0  # frames dropped by size changes and clear()
 
 
+def check_rgb(rgb) -> None:
+    """ValueError unless ``rgb`` is a non-empty (H, W, 3) uint8 array."""
+    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 \
+            or rgb.shape[2] != 3 or 0 in rgb.shape:
+        got = getattr(rgb, "shape", type(rgb).__name__)
+        raise ValueError(f"frames must be non-empty (H, W, 3) uint8 arrays, got {got}")
+
+
 def copy_rgb(rgb: np.ndarray) -> np.ndarray:
     """C-contiguous copy of an (H, W, 3) view.
 
@@ -143,10 +151,7 @@ class FrameBuffer:
 
     def push(self, header: Any, stamp_ns: int, rgb: np.ndarray) -> Push:
         """Store a copy of ``rgb`` (any (H, W, 3) uint8 array or view) under its header stamp."""
-        if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 \
-                or rgb.shape[2] != 3 or 0 in rgb.shape:
-            got = getattr(rgb, "shape", type(rgb).__name__)
-            raise ValueError(f"frames must be non-empty (H, W, 3) uint8 arrays, got {got}")
+        check_rgb(rgb)
         stamp = operator.index(stamp_ns)
         size = (int(rgb.shape[0]), int(rgb.shape[1]))
         with self._lock:

@@ -1,48 +1,40 @@
 """A perception session: frame buffer + grounding engine + streaming tracker, ROS-free.
 
-The ROS node only converts messages and calls this class, so everything a user
-can do to the node (send frames, ask queries, stop tracks, hit bad input) is
-implemented and tested here without ROS:
+The session holds the state (buffered frames, tracked objects, their queries,
+settings) and the units of work the perception worker (``worker.py``) runs one
+at a time on its thread: ``push_frame`` (any thread: the buffer is locked),
+``live_step``, ``start_grounding``, ``seed``, ``join``, ``stop``. It is not
+thread-safe beyond ``push_frame``: only the worker calls the rest.
 
-* ``on_frame`` (camera thread): buffer the frame; when objects are tracked,
-  track them on it and return their outputs at the camera's size.
-* ``segment`` (request thread): validate the request, ground on a snapshot of the
-  buffer while live tracking continues, then seed a track that catches up on
-  the frames that arrived meanwhile (``gap_policy``).
-* ``stop``: end one track or all.
-
-One grounding runs at a time; up to ``max_queued_requests`` wait, later ones get
-``Busy``. A lock serialises every tracker call; grounding itself runs outside it.
-Headers are opaque: they are carried from ``on_frame`` to every output unchanged.
+Headers are opaque: they are carried from ``push_frame`` to every output unchanged.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-import threading
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from .errors import Cancelled, FramesError, QueryError, Sa2VAError
-from .frame_buffer import FrameBuffer, Push
-from .grounding import GroundingEngine, GroundingOptions
+from .catch_up import CatchUp, resized
+from .errors import FramesError, QueryError, Sa2VAError
+from .frame_buffer import Frame, FrameBuffer, Push, check_rgb
+from .grounding import GroundingOptions
 from .sampling import SAMPLING_MODES
-from .tracker import FrameResult, Grounding, StreamingTracker, TrackerConfig
+from .stamp_gate import StampGate
+from .tracker import FrameResult, StreamingTracker, TrackerConfig
 
 PROMPT_FRAMES = ("all", "first")
 GAP_POLICIES = ("catch_up", "skip")
-# A stamp this much older than the newest buffered frame is a clock reset (a bag
-# played in a loop, a restarted camera), not a late frame: the buffer restarts.
-CLOCK_RESET_NS = 1_000_000_000
+MAX_WINDOW_SEC = 1e6  # a longer window_sec is refused (the buffer holds at most an hour anyway)
 
 
 class Busy(Sa2VAError):
-    """Another grounding is running and the waiting queue is full."""
+    """The worker runs a request and the waiting queue is full."""
 
 
 class RequestError(Sa2VAError):
@@ -62,6 +54,12 @@ class Settings:
     max_tracks: int = 8
     gap_policy: str = "catch_up"
     max_new_tokens: int = 2048
+    max_catch_up_sec: float = 1.0
+    prefill_chunk_tokens: int = 0
+    vision_frames_per_step: int = 0
+    presence_threshold: float = 0.5
+    lost_after_frames: int = 10
+    found_after_frames: int = 1
 
 
 @dataclass(frozen=True)
@@ -104,20 +102,30 @@ class SegmentReply:
     window_frames: int = 0
     sampled_indices: list[int] = field(default_factory=list)
     sampled_headers: list[Any] = field(default_factory=list)
-    newest: ObjectOutput | None = None
-    caught_up: list[FrameOutput] = field(default_factory=list)  # outputs on frames newer than the window
+    newest: ObjectOutput | None = None  # the object on the newest window frame
     replaced: list[int] = field(default_factory=list)  # tracks of the same query this one replaced
     timing_ms: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
 class FrameIn:
-    """What ``on_frame`` did with a frame."""
+    """What ``push_frame`` did with a frame."""
 
     push: Push
-    output: FrameOutput | None  # None when nothing is tracked or the frame was rejected
+    frame: Frame | None  # the buffered frame (None when rejected or held)
     clock_reset: bool = False
-    track_ms: float = 0.0  # time in the tracker (the rest of a frame's cost is the node's overhead)
+    pushed: list[Frame] = field(default_factory=list)  # frames that entered the buffer (held ones on a change)
+
+
+@dataclass
+class Grounding:
+    """A request between its window snapshot and its seeded tracks."""
+
+    request: SegmentRequest
+    policy: str
+    window: tuple[Frame, ...]
+    steps: Iterator  # engine.ground_steps(...)
+    result: Any = None
 
 
 def _resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -128,65 +136,87 @@ def _resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 class Session:
-    def __init__(self, engine: GroundingEngine, buffer: FrameBuffer, tracker_config: TrackerConfig | None = None,
-                 settings: Settings | None = None):
+    def __init__(self, engine, buffer: FrameBuffer, tracker_config: TrackerConfig | None = None,
+                 settings: Settings | None = None, tracker: StreamingTracker | None = None,
+                 track_ids: Iterator[int] | None = None):
+        """``tracker``: a tracker (or a stand-in) instead of one on the engine's SAM2;
+        ``track_ids``: where new ids come from (the node keeps one counter for its lifetime)."""
         self.engine, self.buffer = engine, buffer
         self.settings = settings or Settings()
-        config = replace(tracker_config or TrackerConfig(), prompt_policy="all",
-                         max_prompt_frames=max(64, (tracker_config or TrackerConfig()).max_prompt_frames))
-        self.tracker = StreamingTracker(engine.model.sam2, config)
+        base = tracker_config or TrackerConfig(threshold=self.settings.presence_threshold,
+                                               lost_after=self.settings.lost_after_frames,
+                                               found_after=self.settings.found_after_frames)
+        config = replace(base, prompt_policy="all", max_prompt_frames=max(64, base.max_prompt_frames))
+        self.tracker = tracker if tracker is not None else StreamingTracker(engine.model.sam2, config)
         self.queries: dict[int, str] = {}
-        self._lock = threading.Lock()  # every tracker call
-        self._gate = threading.Condition()  # one grounding at a time
-        self._running = False
-        self._waiting = 0
-        self._next_id = 1
-        self._tracked_size: tuple[int, int] | None = None  # frame size the tracks were grounded on
+        self.gate = StampGate()
+        self._ids = track_ids if track_ids is not None else itertools.count(1)
+        self._tracked_size: tuple[int, int] | None = None  # buffered frame size the tracks use
+        self._last_step_ns = -1  # newest frame the tracked objects processed
 
     # -- settings -------------------------------------------------------------------------------
     def update(self, **changes) -> None:
         self.settings = replace(self.settings, **changes)
 
+    # -- frames (any thread) --------------------------------------------------------------------
+    def push_frame(self, header: Any, stamp_ns: int, rgb: np.ndarray) -> FrameIn:
+        """Buffer a frame, or hold it while its stamp or size does not fit the stream (``stamp_gate``)."""
+        check_rgb(rgb)
+        verdict = self.gate.check(header, int(stamp_ns), rgb, self.buffer.latest())
+        if verdict.kind == "pass":
+            push = self.buffer.push(header, stamp_ns, rgb)
+            frame = self.buffer.latest() if push.accepted else None
+            return FrameIn(push, frame, pushed=[frame] if frame is not None else [])
+        if verdict.kind == "held":
+            return FrameIn(Push(False, "held", verdict.reason, 0), None)
+        dropped = self.buffer.clear() if verdict.clear else 0
+        pushed, results = [], []
+        for held in verdict.frames:
+            results.append(self.buffer.push(held.header, held.stamp_ns, held.rgb))
+            if results[-1].accepted:
+                pushed.append(self.buffer.latest())
+        first = next((r for r in results if r.code != "ok"), results[-1])  # the size change, if any
+        code = "clock_reset" if verdict.clear else first.code
+        reason = (f"stamps jumped back: buffer restarted ({dropped} frames dropped)" if verdict.clear
+                  else first.reason)
+        push = Push(bool(pushed), code, reason, dropped + sum(r.dropped for r in results))
+        return FrameIn(push, pushed[-1] if pushed else None, verdict.clear, pushed)
+
+    # -- live tracking --------------------------------------------------------------------------
     @property
-    def grounding_running(self) -> bool:
-        return self._running
+    def track_ids(self) -> list[int]:
+        return list(self.tracker.object_ids)
 
-    # -- frames ---------------------------------------------------------------------------------
-    def on_frame(self, header: Any, stamp_ns: int, rgb: np.ndarray) -> FrameIn:
-        push = self.buffer.push(header, stamp_ns, rgb)
-        reset = False
-        if not push.accepted and push.code == "out_of_order":
-            newest = self.buffer.latest()
-            if newest is not None and newest.stamp_ns - stamp_ns > CLOCK_RESET_NS:
-                self.buffer.clear()
-                push, reset = self.buffer.push(header, stamp_ns, rgb), True
-        if not push.accepted:
-            return FrameIn(push, None, reset)
-        with self._lock:
-            if not self.tracker.object_ids:
-                return FrameIn(push, None, reset)
-            frame = self.buffer.latest()
-            t0 = time.perf_counter()
-            result = self.tracker.step(self._tracker_frame(frame.rgb), header)
-            track_ms = (time.perf_counter() - t0) * 1e3
-            return FrameIn(push, self._output(result, frame.size), reset, track_ms)
+    def live_step(self, frame: Frame) -> FrameOutput | None:
+        """Track every tracked object on ``frame``; None when nothing is tracked or it is not newer."""
+        if not self.tracker.object_ids or frame.stamp_ns <= self._last_step_ns:
+            return None
+        result = self.tracker.step(resized(frame.rgb, self._tracked_size or frame.rgb.shape[:2]), frame.header)
+        self._last_step_ns = frame.stamp_ns
+        return self.output(result, frame.size)
 
-    def _tracker_frame(self, rgb: np.ndarray) -> np.ndarray:
-        """Tracks keep the frame size they were grounded on; a new camera size is resized to it."""
-        size = self._tracked_size
-        if size is None or rgb.shape[:2] == size:
-            return rgb
-        return np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).resize((size[1], size[0]), Image.BILINEAR))
-
-    def _output(self, result: FrameResult, camera_size: tuple[int, int]) -> FrameOutput:
+    def output(self, result: FrameResult, camera_size: tuple[int, int]) -> FrameOutput:
         objects = [ObjectOutput(i, self.queries.get(i, ""), result.stamp, _resize_mask(r.mask, camera_size),
                                 float(r.score), bool(r.visible)) for i, r in result.objects.items()]
         events = [(e.obj_id, e.kind, float(e.score)) for e in result.events]
         return FrameOutput(result.stamp, objects, events)
 
+    def clock_reset(self) -> None:
+        """The camera's stamps started over: live tracking goes on from the new stamps."""
+        self._last_step_ns = -1
+
+    def set_presence(self, also=()) -> None:
+        s = self.settings
+        self.tracker.set_presence(s.presence_threshold, s.lost_after_frames, s.found_after_frames, also=also)
+
     # -- requests -------------------------------------------------------------------------------
-    def check_request(self, req: SegmentRequest) -> tuple[GroundingOptions, str]:
-        """Grounding options and prompt policy for a request; RequestError/QueryError when invalid."""
+    def check_request(self, req: SegmentRequest, pending: int = 0,
+                      tracks: dict[int, str] | None = None) -> tuple[GroundingOptions, str]:
+        """Grounding options and prompt policy for a request; RequestError/QueryError when invalid.
+
+        ``pending``: tracks promised to requests that run or wait; ``tracks``: the
+        announced tracks and their queries (default: this session's, worker thread only).
+        """
         s = self.settings
         query = req.query if isinstance(req.query, str) else ""
         if not query.strip():
@@ -197,6 +227,7 @@ class Session:
             raise QueryError("the query is not valid UTF-8 (it holds replacement characters)")
         if any(ord(c) < 32 and c not in "\t\n\r" for c in query):
             raise QueryError("the query holds control characters")
+        self.engine.check_query(query)
         num = req.num_frames or s.num_frames
         if not 1 <= num <= s.max_num_frames:
             raise RequestError(f"num_frames {num} is outside [1, {s.max_num_frames}] (max_num_frames)")
@@ -206,169 +237,72 @@ class Session:
         policy = req.prompt_frames or s.prompt_frames
         if policy not in PROMPT_FRAMES:
             raise RequestError(f"prompt_frames must be one of {', '.join(PROMPT_FRAMES)}; got {policy!r}")
-        if not (math.isfinite(req.window_sec) and req.window_sec >= 0):
-            raise RequestError(f"window_sec must be a finite number >= 0; got {req.window_sec}")
-        return GroundingOptions(num_frames=num, sampling=sampling, max_new_tokens=s.max_new_tokens), policy
+        if not (math.isfinite(req.window_sec) and 0 <= req.window_sec <= MAX_WINDOW_SEC):
+            raise RequestError(f"window_sec must be a finite number in [0, {MAX_WINDOW_SEC:g}]; got {req.window_sec}")
+        tracks = dict(self.queries) if tracks is None else tracks
+        tracked = len(tracks) + pending
+        if req.track and tracked >= s.max_tracks and query not in tracks.values():
+            raise RequestError(f"already tracking {tracked} objects (max_tracks, counting requests under way); "
+                               "stop one first")
+        return GroundingOptions(num_frames=num, sampling=sampling, max_new_tokens=s.max_new_tokens,
+                                prefill_chunk=s.prefill_chunk_tokens,
+                                vision_frames_per_step=s.vision_frames_per_step), policy
 
-    def segment(self, req: SegmentRequest, progress: Callable[[str, float, str], None] | None = None,
-                cancelled: Callable[[], bool] | None = None,
-                on_started: Callable[[SegmentReply], None] | None = None) -> SegmentReply:
-        """Serve one request; never raises for bad input (the reply says why).
-
-        ``on_started`` is called with the reply (``caught_up`` filled) when a track
-        has just joined, before any later live frame is tracked.
-        """
-        t0 = time.perf_counter()
-        report = progress or (lambda stage, fraction, detail: None)
-        try:
-            options, policy = self.check_request(req)
-            if req.track and len(self.tracker.object_ids) >= self.settings.max_tracks \
-                    and req.query not in self.queries.values():
-                raise RequestError(f"already tracking {len(self.tracker.object_ids)} objects (max_tracks); "
-                                   "stop one first")
-            self._enter(report, cancelled)
-        except (Sa2VAError, Cancelled) as exc:
-            return SegmentReply(False, str(exc))
-        try:
-            reply = self._segment(req, options, policy, report, cancelled, on_started)
-        except Cancelled as exc:
-            reply = SegmentReply(False, f"cancelled ({exc})")
-        except Sa2VAError as exc:
-            reply = SegmentReply(False, str(exc))
-        finally:
-            self._leave()
-        reply.timing_ms["queue"] = reply.timing_ms.get("queue", 0.0)
-        reply.timing_ms["total"] = (time.perf_counter() - t0) * 1e3
-        return reply
-
-    def _enter(self, report, cancelled) -> None:
-        with self._gate:
-            if self._running:
-                if self._waiting >= self.settings.max_queued_requests:
-                    raise Busy(f"busy: a grounding request is running and {self._waiting} wait "
-                               f"(max_queued_requests={self.settings.max_queued_requests}); try again")
-                self._waiting += 1
-                report("queued", 0.0, "waiting for the running grounding request")
-                try:
-                    while self._running:
-                        if cancelled is not None and cancelled():
-                            raise Cancelled("cancelled while queued")
-                        self._gate.wait(0.05)
-                finally:
-                    self._waiting -= 1
-            self._running = True
-
-    def _leave(self) -> None:
-        with self._gate:
-            self._running = False
-            self._gate.notify_all()
-
-    def _segment(self, req, options, policy, report, cancelled, on_started) -> SegmentReply:
-        t0 = time.perf_counter()
+    def start_grounding(self, req: SegmentRequest, progress: Callable[[str, float, str], None] | None = None,
+                        cancelled: Callable[[], bool] | None = None) -> Grounding:
+        """Snapshot the window and create the grounding's steps; raises for bad requests."""
+        options, policy = self.check_request(req, tracks={i: q for i, q in self.queries.items()
+                                                           if i in self.tracker.object_ids})
         window = self.buffer.window(req.window_sec)
         if not window:
             raise FramesError("no frames buffered yet: is the image topic publishing (and remapped)?")
-        frames = [f.rgb for f in window]
-        result = self.engine.ground(frames, req.query, options, report, cancelled)
-        timing = {"queue": 0.0, **result.timings_ms}
-        timing.pop("total", None)
-        reply = SegmentReply(False, result.reason, answer=result.answer, window_frames=len(window),
-                             sampled_indices=list(result.sampled_indices),
-                             sampled_headers=[window[i].header for i in result.sampled_indices], timing_ms=timing)
-        if not result.has_mask:
-            return reply
-        if cancelled is not None and cancelled():
-            raise Cancelled("cancelled after grounding")
-        grounding = result.tracker_grounding(frames, [f.header for f in window], policy)
-        sampled = grounding.sampled_indices
-        report("catching_up", 0.9, f"propagating through {len(window)} buffered frames")
-        t1 = time.perf_counter()
+        steps = self.engine.ground_steps([f.rgb for f in window], req.query, options, progress, cancelled)
+        return Grounding(req, policy, window, steps)
 
-        def joined(added, track_id, replaced):
-            self._fill_track(reply, added, window, sampled, req, track_id)
-            reply.replaced = replaced
-            reply.message = f"replaced track {', '.join(map(str, replaced))}" if replaced else ""
-            if on_started is not None:
-                on_started(reply)
-
-        added, track_id = self._add(grounding, window, req, joined, cancelled)
-        timing["propagate"] = (time.perf_counter() - t1) * 1e3
-        if not req.track:
-            self._fill_track(reply, added, window, sampled, req, 0)
-        report("tracking" if req.track else "done", 1.0, f"track {track_id}" if req.track else "not tracking")
-        timing["total"] = (time.perf_counter() - t0) * 1e3
-        return reply
-
-    def _fill_track(self, reply: SegmentReply, added, window, sampled, req: SegmentRequest, track_id: int) -> None:
-        outputs = [self._output(r, window[-1].size) for r in added.frames]
-        in_window = len(window) - min(sampled)  # add_object starts at the first prompted frame
-        newest = outputs[in_window - 1].objects[0]
-        newest.query = req.query
-        reply.success, reply.message = True, ""
-        reply.track_id, reply.newest = track_id, newest
-        reply.caught_up = outputs[in_window:] if req.track else []
-
-    def _add(self, grounding: Grounding, window, req: SegmentRequest, on_joined, cancelled):
-        """Seed the track, catch it up on newer frames, and join it to the live tracker.
-
-        The catch-up through the window (and the frames buffered so far) runs
-        without the lock, so live tracking of other objects goes on; only the
-        last few frames and the join itself hold it. ``on_joined`` sees the
-        outputs on frames newer than the window while the lock is still held,
-        so they are published before any live frame that follows them.
-        """
-        size, newest_ns = window[-1].size, window[-1].stamp_ns
-        catch_up = self.settings.gap_policy == "catch_up"
-
-        def newer(ns: int):
-            return [f for f in self.buffer.window() if f.stamp_ns > ns and f.size == size]
-
-        with self._lock:
-            track_id = self._next_id
-            self._next_id += 1
-        early = newer(newest_ns) if catch_up else []
+    def seed(self, g: Grounding, deadline: float, max_held: int) -> CatchUp:
+        """Seed the object(s) of a finished grounding; the returned catch-up brings them to the live stream."""
+        result, window = g.result, g.window
+        if self._tracked_size is not None and window[-1].rgb.shape[:2] != self._tracked_size:
+            raise RequestError(f"the window's frames are {window[-1].rgb.shape[:2]}, the tracked objects use "
+                               f"{self._tracked_size}; stop them to track at the new size")
+        grounding = result.tracker_grounding([f.rgb for f in window], [f.header for f in window], g.policy)
         try:
-            prepared = self.tracker.prepare_object(grounding, obj_id=track_id,
-                                                   later=[(f.rgb, f.header) for f in early], cancelled=cancelled)
+            prepared = [self.tracker.seed_object(grounding, obj_id=next(self._ids))]
         except ValueError as exc:
             raise RequestError(f"cannot start the track: {exc}") from exc
-        if cancelled is not None and cancelled():
-            raise Cancelled("cancelled before the track joined")
-        with self._lock:
-            rest = newer(early[-1].stamp_ns if early else newest_ns)
-            try:
-                added = self.tracker.join(prepared, later=[(f.rgb, f.header) for f in rest],
-                                          gap_policy=self.settings.gap_policy)
-            except ValueError as exc:
-                raise RequestError(f"cannot start the track: {exc}") from exc
-            if req.track:
-                # a query asked again replaces its track: one track per query
-                replaced = [i for i, q in self.queries.items() if q == req.query]
-                for i in replaced:
-                    self.tracker.remove_object(i)
-                    del self.queries[i]
-                self.queries[track_id] = req.query
-                self._tracked_size = window[-1].rgb.shape[:2]
-                if on_joined is not None:
-                    on_joined(added, track_id, replaced)
-            else:
-                self.tracker.remove_object(track_id)
-        return added, track_id
+        self.set_presence(also=prepared)
+        return CatchUp(prepared, window, deadline, max_held)
 
-    # -- tracks ---------------------------------------------------------------------------------
+    def announce(self, catch_up: CatchUp, query: str) -> list[int]:
+        """The new object(s) get their query (the request was answered); returns the tracks of the same
+        query they replace, which stop now (one track per query)."""
+        replaced = [i for i, q in self.queries.items() if q == query and i in self.tracker.object_ids]
+        for i in replaced:
+            self.stop(i)
+        for p in catch_up.prepared:
+            self.queries[p.obj_id] = query
+        return replaced
+
+    def join(self, catch_up: CatchUp) -> None:
+        """Add the caught-up object(s) to the tracked ones."""
+        for p in catch_up.prepared:
+            self.tracker.join(p)
+        self._tracked_size = tuple(catch_up.size)
+        self._last_step_ns = max(self._last_step_ns, catch_up.last_stamp_ns)
+
+    def forget(self, catch_up: CatchUp) -> None:
+        """Drop the object(s) of an abandoned catch-up (cancelled, stopped, node cleaned up)."""
+        for p in catch_up.prepared:
+            self.queries.pop(p.obj_id, None)
+
     def stop(self, track_id: int = 0) -> list[int]:
         """Stop one track (or all with 0); returns the stopped ids. ValueError for an unknown id."""
-        with self._lock:
-            ids = list(self.tracker.object_ids) if track_id == 0 else [track_id]
-            if track_id and track_id not in self.tracker.object_ids:
-                raise ValueError(f"no track {track_id}; tracking {sorted(self.tracker.object_ids) or 'nothing'}")
-            for i in ids:
-                self.tracker.remove_object(i)
-                self.queries.pop(i, None)
-            if not self.tracker.object_ids:
-                self._tracked_size = None
-            return ids
-
-    @property
-    def track_ids(self) -> list[int]:
-        return list(self.tracker.object_ids)
+        ids = list(self.tracker.object_ids) if track_id == 0 else [track_id]
+        if track_id and track_id not in self.tracker.object_ids:
+            raise ValueError(f"no track {track_id}; tracking {sorted(self.tracker.object_ids) or 'nothing'}")
+        for i in ids:
+            self.tracker.remove_object(i)
+            self.queries.pop(i, None)
+        if not self.tracker.object_ids:
+            self._tracked_size = None
+        return ids

@@ -4,11 +4,14 @@
 ``ParameterDescriptor`` ranges, read-only flags and allowed values), a test
 checks that config/segment.yaml lists each one with its default, and the README
 table is checked against it. ``applies`` says when a change takes effect:
-``configure`` (model loading, buffer), ``activate`` (subscriptions), ``live``.
+``start-up``, ``configure`` (model loading, buffer), ``activate``
+(subscriptions), ``live``. ``check_value`` checks one value (type, choices,
+range, ``pattern``), ``check_together`` the rules between parameters.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +26,7 @@ class Param:
     low: float | None = None
     high: float | None = None
     read_only: bool = False
+    pattern: str = ""  # a regular expression a string value must match in full
     extra: dict = field(default_factory=dict)
 
 
@@ -34,7 +38,8 @@ PARAMETERS: tuple[Param, ...] = (
           "checkpoints only; Sa2VA-i checkpoints hold both decoders)", "configure"),
     Param("model_revision", "", "hub revision (branch, tag or commit) of a hub model; empty: the default branch",
           "configure"),
-    Param("device", "auto", "cpu, cuda, cuda:N, or auto (cuda when available)", "configure"),
+    Param("device", "auto", "cpu, cuda, cuda:N, or auto (cuda when available)", "configure",
+          pattern=r"auto|cpu|cuda(:[0-9]+)?"),
     Param("dtype", "auto", "float32, float16, bfloat16, or auto (bfloat16 on GPUs with native bfloat16, else "
           "float16 with the language model in float32; float32 on cpu)",
           "configure", choices=("auto", "float32", "float16", "bfloat16")),
@@ -45,14 +50,19 @@ PARAMETERS: tuple[Param, ...] = (
     # grounding defaults (a request may override them)
     Param("num_frames", 5, "frames the language model sees per query (Sa2VA-i evaluation: 5)", "live",
           low=1, high=64),
-    Param("max_num_frames", 32, "largest num_frames a request may ask for", "live", low=1, high=64),
+    Param("max_num_frames", 32, "largest num_frames a request may ask for (at least num_frames)", "live", low=1,
+          high=64),
     Param("sampling", "uniform", "uniform (Sa2VA-i) or first (original Sa2VA)", "live",
           choices=("uniform", "first")),
     Param("prompt_frames", "all", "which sampled masks seed SAM2: all (Sa2VA-i code) or first (paper Table 6)",
           "live", choices=("all", "first")),
     Param("max_query_chars", 1000, "longest query accepted, in characters", "live", low=1, high=100000),
-    Param("max_queued_requests", 0, "grounding requests that may wait while one runs (0: answer busy)",
-          "live", low=0, high=16),
+    Param("max_queued_requests", 0, "grounding requests that may wait while one runs; beyond them a request "
+          "is answered busy at once (0: busy whenever one runs)", "live", low=0, high=16),
+    Param("prefill_chunk_tokens", 128, "prompt positions the language model reads per step; live tracking "
+          "runs between steps (0: the whole prompt in one step)", "live", low=0, high=8192),
+    Param("vision_frames_per_step", 1, "frames per vision-tower step of a grounding (0: all in one step)",
+          "live", low=0, high=64),
     # frame buffer
     Param("buffer_max_frames", 300, "frames kept for grounding on past frames", "configure", low=1,
           high=100000),
@@ -83,11 +93,17 @@ PARAMETERS: tuple[Param, ...] = (
     Param("found_after_frames", 1, "consecutive 'seen' frames before a lost track is reported found",
           "live", low=1, high=10000),
     Param("gap_policy", "catch_up", "frames that arrived while grounding ran: catch_up (track through "
-          "them) or skip (jump to the newest)", "live", choices=("catch_up", "skip")),
+          "them, thinned to meet max_catch_up_sec) or skip (only the newest)", "live", choices=("catch_up", "skip")),
+    Param("max_catch_up_sec", 1.0, "seconds a new object may take, after its grounding, to track from its first "
+          "prompted frame to the live stream; frames between prompted ones are thinned evenly to make it (0: "
+          "only prompted frames, the newest window frame and the newest frame)", "live", low=0.0, high=60.0),
     # outputs
     Param("publish_overlay", True, "publish ~/overlay (rgb8, for RViz)", "live"),
     Param("diagnostics_period", 1.0, "seconds between /diagnostics messages", "activate", low=0.1,
           high=60.0, read_only=True),
+    # lifecycle
+    Param("autostart", False, "configure and activate once at start-up (the launch file sets it; later "
+          "transitions are left to the user)", "start-up", read_only=True),
 )
 
 BY_NAME = {p.name: p for p in PARAMETERS}
@@ -101,6 +117,16 @@ def check_value(param: Param, value: Any) -> str | None:
         return f"{param.name} must be one of {', '.join(param.choices)}; got {value!r}"
     if param.low is not None and not (param.low <= value <= param.high):
         return f"{param.name} must lie in [{param.low}, {param.high}]; got {value!r}"
+    if param.pattern and not re.fullmatch(param.pattern, str(value)):
+        return f"{param.name} must match {param.pattern}; got {value!r}"
+    return None
+
+
+def check_together(values: dict[str, Any]) -> str | None:
+    """Why a set of parameter values does not fit together (None when it does)."""
+    if values["num_frames"] > values["max_num_frames"]:
+        return (f"num_frames ({values['num_frames']}) must not exceed max_num_frames "
+                f"({values['max_num_frames']})")
     return None
 
 
@@ -111,7 +137,8 @@ def declare_all(node) -> None:
     for p in PARAMETERS:
         desc = ParameterDescriptor(
             description=f"{p.description} (takes effect on {p.applies})", read_only=p.read_only,
-            additional_constraints=f"one of: {', '.join(p.choices)}" if p.choices else "")
+            additional_constraints=(f"one of: {', '.join(p.choices)}" if p.choices else
+                                    f"matches {p.pattern}" if p.pattern else ""))
         if p.low is not None and isinstance(p.default, int) and not isinstance(p.default, bool):
             desc.integer_range = [IntegerRange(from_value=int(p.low), to_value=int(p.high), step=1)]
         elif p.low is not None and isinstance(p.default, float):

@@ -1,24 +1,35 @@
-"""The segment node: a lifecycle node wiring camera topics to a perception ``Session``.
+"""The segment node: a lifecycle node wiring ROS topics, services and the action to a ``PerceptionWorker``.
 
-* configure: load the checkpoint (a bad path or file fails the transition with
-  the reason logged; the node stays up and can be configured again), create the
-  frame buffer, the session and the publishers;
+* configure: load the checkpoint (any failure fails the transition with the
+  reason logged; the node stays up and can be configured again), create the
+  frame buffer, the session, the worker thread and the lifecycle publishers;
 * activate: subscribe to ``image`` (+ ``depth`` and ``camera_info`` with
-  ``use_depth``) and publish; deactivate: unsubscribe; cleanup: free the model.
+  ``use_depth``); the lifecycle publishers go live; deactivate: the reverse;
+* cleanup/shutdown: the worker answers every request under way and sends
+  STOPPED for every track, then the model is freed; after shutdown the process
+  exits.
 
-Services ``~/segment`` and ``~/stop_tracking`` and the action
-``~/segment_and_track`` exist from start-up and answer with a clear message
-while the node is not active. Every output carries the source frame's header.
+Callbacks never wait on the model: the image callback hands the frame to the
+worker, requests are queued to it (services and the action are coroutines that
+await its answer without holding an executor thread), and the worker publishes
+what it produces through ``output``/``event``. Services ``~/segment`` and
+``~/stop_tracking`` and the action ``~/segment_and_track`` exist from start-up
+and answer with a clear message while the node is not active. Every output
+carries the source frame's header.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
+import inspect
+import itertools
 import threading
 import time
 import traceback
 
+import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
@@ -28,15 +39,15 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data, qos_profile_system_default
+from rclpy.task import Future
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Header
 
 from sa2va_i_ros.action import SegmentAndTrack
-from sa2va_i_ros.core.errors import Sa2VAError
 from sa2va_i_ros.core.frame_buffer import FrameBuffer
 from sa2va_i_ros.core.geometry import GeometryError
 from sa2va_i_ros.core.image_codec import ImageDecodeError
-from sa2va_i_ros.core.session import SegmentRequest, Session, Settings
-from sa2va_i_ros.core.tracker import TrackerConfig
+from sa2va_i_ros.core.session import SegmentRequest, Settings
 from sa2va_i_ros.msg import Timing, TrackedObjectArray, TrackEvent
 from sa2va_i_ros.srv import Segment, StopTracking
 
@@ -44,11 +55,23 @@ from . import conversions as conv
 from .depth_pairing import DepthPairer
 from .diagnostics import ERROR, OK, WARN, Percentiles, RateMeter, diagnostic_array, status
 from .outputs import frame_messages
-from .parameters import BY_NAME, check_value, declare_all, read_all
+from .parameters import BY_NAME, check_together, check_value, declare_all, read_all
 
 SESSION_SETTINGS = ("num_frames", "max_num_frames", "sampling", "prompt_frames", "max_query_chars",
-                    "max_queued_requests", "max_tracks", "gap_policy", "max_new_tokens")
-EVENT_KINDS = {"lost": TrackEvent.LOST, "found": TrackEvent.FOUND}
+                    "max_queued_requests", "max_tracks", "gap_policy", "max_new_tokens", "max_catch_up_sec",
+                    "prefill_chunk_tokens", "vision_frames_per_step", "presence_threshold", "lost_after_frames",
+                    "found_after_frames")
+EVENT_KINDS = {"started": TrackEvent.STARTED, "lost": TrackEvent.LOST, "found": TrackEvent.FOUND,
+               "stopped": TrackEvent.STOPPED}
+EXECUTOR_THREADS = 4
+# Requests are taken from DDS at once and queued in the worker (or answered busy), so the service queues
+# only have to hold a burst: deep enough for several clients' largest bursts, none left unanswered.
+REQUEST_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def make_executor(context=None) -> MultiThreadedExecutor:
+    """The executor the node runs in (tests use this one too: production thread count)."""
+    return MultiThreadedExecutor(num_threads=EXECUTOR_THREADS, context=context)
 
 
 def guarded(callback):
@@ -56,20 +79,46 @@ def guarded(callback):
 
     An exception escaping a callback would stop rclpy's executor and with it the
     node; bad input is handled inside the callbacks, this is the last line for bugs.
+    Works for plain and coroutine callbacks.
     """
+    def fail(self, args, exc):
+        if not self.context.ok():
+            return None  # shutting down (SIGINT): publishers are already gone
+        self._counts["internal errors"] = self._counts.get("internal errors", 0) + 1
+        self.get_logger().error(f"{callback.__name__} failed: {exc!r}\n{traceback.format_exc()}")
+        if len(args) == 2 and hasattr(args[1], "success"):  # a service: answer with the error
+            args[1].success, args[1].message = False, f"internal error: {exc!r}"
+            return args[1]
+        return None
+
+    if inspect.iscoroutinefunction(callback):
+        @functools.wraps(callback)
+        async def async_wrapper(self, *args):
+            try:
+                return await callback(self, *args)
+            except Exception as exc:  # the node must survive anything a callback meets
+                return fail(self, args, exc)
+        return async_wrapper
+
     @functools.wraps(callback)
     def wrapper(self, *args):
         try:
             return callback(self, *args)
         except Exception as exc:  # the node must survive anything a callback meets
+            return fail(self, args, exc)
+    return wrapper
+
+
+def while_up(method):
+    """Publishing from the worker thread while the process shuts down (SIGINT) is dropped quietly."""
+    @functools.wraps(method)
+    def wrapper(self, *args):
+        try:
+            return method(self, *args)
+        except Exception:
             if not self.context.ok():
-                return None  # shutting down (SIGINT): publishers are already gone
-            self._counts["internal errors"] = self._counts.get("internal errors", 0) + 1
-            self.get_logger().error(f"{callback.__name__} failed: {exc!r}\n{traceback.format_exc()}")
-            if len(args) == 2 and hasattr(args[1], "success"):  # a service: answer with the error
-                args[1].success, args[1].message = False, f"internal error: {exc!r}"
-                return args[1]
-            return None
+                return None
+            raise
     return wrapper
 
 
@@ -78,40 +127,63 @@ class SegmentNode(LifecycleNode):
         super().__init__(name, **kwargs)
         declare_all(self)
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        self.session: Session | None = None
-        self.active = False
+        self.worker = None
+        self.session = None
+        self.active = False  # requests are served only while active
+        self.exit_requested = Future()  # done after the shutdown transition: main() exits
+        self._track_ids = itertools.count(1)  # unique for the node's lifetime, across cleanups
         self._subs: list = []
         self._pubs: dict = {}
         self._camera_info: CameraInfo | None = None
         self._pairer = DepthPairer()
         self._use_depth = False
-        self._out_lock = threading.Lock()  # pairer and publishing: camera thread and request threads
+        self._out_lock = threading.Lock()  # the depth pairer: worker thread and depth callbacks
         self._counts: dict[str, int] = {}
+        self.images_received = 0  # image callbacks run (whatever became of the image)
         self._in_rate, self._out_rate = RateMeter(), RateMeter()
         self._last_lag_ms = float("nan")
-        self._overhead_ms = Percentiles()  # image callback time minus the tracker step
+        self._callback_ms: dict[int, float] = {}  # stamp -> image callback time (decode + hand-over), recent
+        self._overhead_ms = Percentiles()  # per published frame: its image callback + building its messages
         self._model_state = "unconfigured"
+        self._goals: dict[bytes, object] = {}  # action goal id -> worker ticket (for cancel)
         self._frames_group = MutuallyExclusiveCallbackGroup()
-        self._depth_group = MutuallyExclusiveCallbackGroup()  # never starved by slow image callbacks
+        self._depth_group = MutuallyExclusiveCallbackGroup()  # never starved by the image callback
         self._requests_group = ReentrantCallbackGroup()
         self._diag_group = MutuallyExclusiveCallbackGroup()
-        self.create_service(Segment, "~/segment", self._on_segment, callback_group=self._requests_group)
-        self.create_service(StopTracking, "~/stop_tracking", self._on_stop, callback_group=self._requests_group)
+        self.create_service(Segment, "~/segment", self._on_segment, qos_profile=REQUEST_QOS,
+                            callback_group=self._requests_group)
+        self.create_service(StopTracking, "~/stop_tracking", self._on_stop, qos_profile=REQUEST_QOS,
+                            callback_group=self._requests_group)
         self._action = ActionServer(self, SegmentAndTrack, "~/segment_and_track", self._on_action,
                                     goal_callback=lambda goal: GoalResponse.ACCEPT,
-                                    cancel_callback=lambda goal: CancelResponse.ACCEPT,
-                                    callback_group=self._requests_group)
+                                    cancel_callback=self._on_cancel, callback_group=self._requests_group,
+                                    goal_service_qos_profile=REQUEST_QOS, result_service_qos_profile=REQUEST_QOS,
+                                    cancel_service_qos_profile=REQUEST_QOS)
+        self._events_pub = self.create_publisher(TrackEvent, "~/events", QoSProfile(depth=100))
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(self.get_parameter("diagnostics_period").value, self._publish_diagnostics,
                                              callback_group=self._diag_group)
+        if self.get_parameter("autostart").value:
+            self._autostart = self.create_timer(0.0, self._start_once)
+
+    def _start_once(self) -> None:
+        """configure + activate, once (later transitions are the user's)."""
+        self.destroy_timer(self._autostart)
+        if self.trigger_configure().name == "SUCCESS":
+            self.trigger_activate()
 
     # -- lifecycle ------------------------------------------------------------------------------
     def on_configure(self, state) -> TransitionCallbackReturn:
         p = read_all(self)
         self._model_state = "loading"
         try:
+            why = check_together(p)
+            if why:
+                raise ValueError(why)
             from sa2va_i_ros.core.device import resolve_auto
             from sa2va_i_ros.core.grounding import GroundingEngine
+            from sa2va_i_ros.core.session import Session
+            from sa2va_i_ros.core.worker import PerceptionWorker
 
             device, dtype = resolve_auto(p["device"], p["dtype"])
             t0 = time.perf_counter()
@@ -120,25 +192,29 @@ class SegmentNode(LifecycleNode):
                                           revision=p["model_revision"] or None, lm_devices=p["lm_devices"] or None)
             buffer = FrameBuffer(max_frames=p["buffer_max_frames"], max_seconds=p["buffer_max_seconds"],
                                  max_bytes=p["buffer_max_megabytes"] << 20, downscale=p["buffer_downscale"] or None)
-            tracker = TrackerConfig(gap_policy=p["gap_policy"], threshold=p["presence_threshold"],
-                                    lost_after=p["lost_after_frames"], found_after=p["found_after_frames"],
-                                    dtype=dtype)
-            self.session = Session(engine, buffer, tracker, Settings(**{k: p[k] for k in SESSION_SETTINGS}))
-        except (Sa2VAError, ValueError, OSError) as exc:
-            self._model_state = f"configure failed: {exc}"
-            self.get_logger().error(f"configure failed, node stays unconfigured: {exc}")
+            from sa2va_i_ros.core.tracker import TrackerConfig
+
+            session = Session(engine, buffer, TrackerConfig(dtype=dtype, threshold=p["presence_threshold"],
+                                                            lost_after=p["lost_after_frames"],
+                                                            found_after=p["found_after_frames"]),
+                              Settings(**{k: p[k] for k in SESSION_SETTINGS}), track_ids=self._track_ids)
+        except Exception as exc:  # anything (ImportError, out of memory, a bug): unconfigured, with the reason
+            self._model_state = f"configure failed: {exc!r}" if not str(exc) else f"configure failed: {exc}"
+            self.get_logger().error(f"configure failed, node stays unconfigured: {self._model_state[18:]}")
+            _free_memory()
             return TransitionCallbackReturn.FAILURE
+        self.session = session
+        self.worker = PerceptionWorker(session, self)
         self._model_state = f"loaded {p['model']} on {device}/{dtype} in {time.perf_counter() - t0:.1f} s"
         self.get_logger().info(self._model_state)
-        # reliable and deep: when a track starts, the frames that arrived during grounding come out in
+        # reliable and deep: when a track starts, the frames that arrived during grounding may come out in
         # one burst; a KEEP_LAST history shorter than that burst drops outputs a consumer has not acked
         reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
         self._pubs = {
-            "objects": self.create_publisher(TrackedObjectArray, "~/objects", reliable),
-            "mask": self.create_publisher(Image, "~/mask", reliable),
-            "points": self.create_publisher(PointCloud2, "~/object_points", reliable),
-            "overlay": self.create_publisher(Image, "~/overlay", reliable),
-            "events": self.create_publisher(TrackEvent, "~/events", QoSProfile(depth=100)),
+            "objects": self.create_lifecycle_publisher(TrackedObjectArray, "~/objects", reliable),
+            "mask": self.create_lifecycle_publisher(Image, "~/mask", reliable),
+            "points": self.create_lifecycle_publisher(PointCloud2, "~/object_points", reliable),
+            "overlay": self.create_lifecycle_publisher(Image, "~/overlay", reliable),
         }
         return TransitionCallbackReturn.SUCCESS
 
@@ -162,7 +238,7 @@ class SegmentNode(LifecycleNode):
         self._use_depth = p["use_depth"]
         self.active = True
         self.get_logger().info(f"active: image QoS {p['image_qos']}, depth {'on' if p['use_depth'] else 'off'}")
-        return TransitionCallbackReturn.SUCCESS
+        return super().on_activate(state)  # the lifecycle publishers go live
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
         self.active = False
@@ -174,29 +250,36 @@ class SegmentNode(LifecycleNode):
         self._subs = []
         with self._out_lock:
             self._publish_ready(self._pairer.flush())
-        return TransitionCallbackReturn.SUCCESS
+        return super().on_deactivate(state)
 
     def on_cleanup(self, state) -> TransitionCallbackReturn:
-        self.active = False
-        if self.session is not None:
-            self.session.stop(0)
-        self.session = None
-        for pub in self._pubs.values():
-            self.destroy_publisher(pub)
-        self._pubs = {}
-        self._pairer.clear()
-        self._camera_info = None
-        _free_memory()
+        self._release("the node was cleaned up")
         self._model_state = "unconfigured"
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state) -> TransitionCallbackReturn:
-        self.active = False
-        self.session = None
+        self._release("the node is shutting down")
+        self._model_state = "shut down"
+        self.exit_requested.set_result(True)
         return TransitionCallbackReturn.SUCCESS
+
+    def _release(self, reason: str) -> None:
+        """Answer every request under way, STOPPED for every track, then drop the model."""
+        self.active = False
+        worker, self.worker = self.worker, None
+        if worker is not None:
+            worker.close(f"{reason} while this request was served")
+        self.session = None
+        for pub in self._pubs.values():
+            self.destroy_lifecycle_publisher(pub)
+        self._pubs = {}
+        self._pairer.clear()
+        self._camera_info = None
+        _free_memory()
 
     # -- parameters -----------------------------------------------------------------------------
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        values = read_all(self)
         for prm in params:
             spec = BY_NAME.get(prm.name)
             if spec is None:
@@ -204,11 +287,15 @@ class SegmentNode(LifecycleNode):
             why = check_value(spec, prm.value)
             if why:
                 return SetParametersResult(successful=False, reason=why)
-        session = self.session
-        if session is not None:
+            values[prm.name] = prm.value
+        why = check_together(values)
+        if why:
+            return SetParametersResult(successful=False, reason=why)
+        worker = self.worker
+        if worker is not None:
             changes = {prm.name: prm.value for prm in params if prm.name in SESSION_SETTINGS}
             if changes:
-                session.update(**changes)
+                worker.update(**changes)
         return SetParametersResult(successful=True)
 
     # -- inputs ---------------------------------------------------------------------------------
@@ -235,13 +322,14 @@ class SegmentNode(LifecycleNode):
             self._publish_ready(ready)
 
     def _publish_ready(self, ready) -> None:
-        for (out, rgb, stamp_ns), depth_msg in ready:
-            self._publish_frame(out, rgb, stamp_ns, depth_msg)
+        for (out, rgb), depth_msg in ready:
+            self._publish_frame(out, rgb, depth_msg)
 
     @guarded
     def _on_image(self, msg: Image) -> None:
-        session = self.session
-        if not self.active or session is None:
+        self.images_received += 1
+        worker = self.worker
+        if not self.active or worker is None:
             return
         t0 = time.perf_counter()
         self._in_rate.tick()
@@ -250,33 +338,48 @@ class SegmentNode(LifecycleNode):
         except ImageDecodeError as exc:
             self._count(f"image {type(exc).__name__}", f"image dropped: {exc}")
             return
-        header = conv.copy_header(msg.header)
-        stamp = conv.stamp_to_ns(msg.header.stamp)
         try:
-            result = session.on_frame(header, stamp, rgb)
-        except (Sa2VAError, ValueError) as exc:
-            self._count("tracking error", f"frame not tracked: {exc}")
+            result = worker.offer_frame(conv.copy_header(msg.header), conv.stamp_to_ns(msg.header.stamp), rgb)
+        except ValueError as exc:
+            self._count("image rejected", f"image dropped: {exc}")
             return
         if result.clock_reset:
-            self.get_logger().warning("image stamps jumped back by more than 1 s: frame buffer restarted")
+            self.get_logger().warning(f"image stamps jumped back: {result.push.reason}")
             with self._out_lock:
                 self._publish_ready(self._pairer.flush())
                 self._pairer.clear()
-        if not result.push.accepted:
+        elif not result.push.accepted:
             self._count(f"image {result.push.code}", f"image dropped: {result.push.reason}")
         elif result.push.code == "size_change":
             self.get_logger().warning(result.push.reason)
-        if result.output is not None:
-            self._emit(result.output, rgb, stamp)
-            self._overhead_ms.add((time.perf_counter() - t0) * 1e3 - result.track_ms)
+        if result.frame is not None:
+            self._callback_ms[result.frame.stamp_ns] = (time.perf_counter() - t0) * 1e3
+            while len(self._callback_ms) > 256:
+                self._callback_ms.pop(next(iter(self._callback_ms)))
 
-    def _emit(self, out, rgb, stamp_ns: int) -> None:
-        """Publish a frame's output now, or once its depth image arrives (``use_depth``)."""
+    # -- what the worker publishes (worker thread) -----------------------------------------------
+    @while_up
+    def output(self, out, frame) -> None:
+        """A frame's objects: now, or once its depth image arrives (``use_depth``)."""
+        t0 = time.perf_counter()
+        rgb = None
+        if self.get_parameter("publish_overlay").value and "overlay" in self._pubs \
+                and self._pubs["overlay"].get_subscription_count() > 0:  # rendered only for subscribers
+            rgb = _camera_rgb(frame)
         with self._out_lock:
             if self._use_depth:
-                self._publish_ready(self._pairer.add_output(stamp_ns, (out, rgb, stamp_ns)))
+                self._publish_ready(self._pairer.add_output(frame.stamp_ns, (out, rgb)))
             else:
-                self._publish_frame(out, rgb, stamp_ns, None)
+                self._publish_frame(out, rgb, None)
+        callback_ms = self._callback_ms.pop(frame.stamp_ns, None)
+        if callback_ms is not None:
+            self._overhead_ms.add(callback_ms + (time.perf_counter() - t0) * 1e3)
+
+    @while_up
+    def event(self, header, track_id: int, query: str, kind: str, score: float) -> None:
+        header = conv.copy_header(header) if header is not None else Header()
+        self._events_pub.publish(TrackEvent(header=header, track_id=track_id, query=query, event=EVENT_KINDS[kind],
+                                            score=float(score)))
 
     def _depth_for(self, depth_msg):
         """Depth (metres) and intrinsics for a frame, or (None, None) with the reason counted."""
@@ -291,58 +394,41 @@ class SegmentNode(LifecycleNode):
             self._count(f"depth {type(exc).__name__}", f"depth unusable: {exc}")
             return None, None
 
-    # -- outputs --------------------------------------------------------------------------------
-    def _publish_frame(self, out, rgb, stamp_ns: int, depth_msg=None) -> None:
+    def _publish_frame(self, out, rgb, depth_msg=None) -> None:
+        pubs = self._pubs
+        if not pubs or not pubs["objects"].is_activated:
+            return  # inactive (or cleaned up): lifecycle publishers would drop it anyway
         depth, intrinsics = self._depth_for(depth_msg)
-        # the overlay is for people (RViz): only made while someone subscribes to it
-        want_overlay = (self.get_parameter("publish_overlay").value
-                        and self._pubs["overlay"].get_subscription_count() > 0)
-        msgs = frame_messages(out, rgb if want_overlay else None, depth, intrinsics,
-                              self.get_parameter("max_points").value)
+        msgs = frame_messages(out, rgb, depth, intrinsics, self.get_parameter("max_points").value)
         for problem in msgs.problems:
             self._count("depth mismatch", problem)
-        pubs = self._pubs
         pubs["objects"].publish(msgs.objects)
         pubs["mask"].publish(msgs.mask)
         if msgs.points is not None:
             pubs["points"].publish(msgs.points)
         if msgs.overlay is not None:
             pubs["overlay"].publish(msgs.overlay)
-        for track_id, kind, score in out.events:
-            self._publish_event(out.header, track_id, EVENT_KINDS[kind], score)
         self._out_rate.tick()
-        now = self.get_clock().now().nanoseconds
-        self._last_lag_ms = (now - stamp_ns) / 1e6
-
-    def _publish_event(self, header, track_id: int, kind: int, score: float) -> None:
-        query = self.session.queries.get(track_id, "") if self.session else ""
-        self._pubs["events"].publish(TrackEvent(header=conv.copy_header(header), track_id=track_id, query=query,
-                                                event=kind, score=float(score)))
+        self._last_lag_ms = (self.get_clock().now().nanoseconds - conv.stamp_to_ns(out.header.stamp)) / 1e6
 
     # -- requests -------------------------------------------------------------------------------
-    def _serve(self, goal, progress=None, cancelled=None):
-        """A Segment response (also the action's result fields) for a request or goal."""
-        session = self.session
-        if not self.active or session is None:
-            state = "not configured" if session is None else "not active"
-            return False, f"the node is {state}: configure and activate it first", None
-        req = SegmentRequest(query=goal.query, num_frames=int(goal.num_frames), sampling=goal.sampling,
-                             prompt_frames=goal.prompt_frames, track=bool(goal.track),
-                             window_sec=float(goal.window_sec))
-        def started(reply) -> None:  # under the session's lock: before any later live frame
-            for old in reply.replaced:
-                self._publish_event(reply.newest.header, old, TrackEvent.STOPPED, 0.0)
-            self._publish_event(reply.newest.header, reply.track_id, TrackEvent.STARTED, reply.newest.score)
-            for out in reply.caught_up:  # frames that arrived while grounding ran
-                self._emit(out, None, conv.stamp_to_ns(out.header.stamp))
+    def _future(self) -> Future:
+        """A future the worker may complete from its thread; completing it wakes the executor."""
+        future = Future(executor=self.executor)
+        future.add_done_callback(lambda _: None)  # scheduling this callback is what wakes the executor
+        return future
 
-        reply = session.segment(req, progress, cancelled, on_started=started)
-        return reply.success, reply.message, reply
+    def _request(self, goal) -> SegmentRequest:
+        return SegmentRequest(query=goal.query, num_frames=int(goal.num_frames), sampling=goal.sampling,
+                              prompt_frames=goal.prompt_frames, track=bool(goal.track),
+                              window_sec=float(goal.window_sec))
 
-    def _fill(self, response, ok: bool, message: str, reply) -> None:
-        response.success, response.message = ok, message
-        if reply is None:
-            return
+    def _not_serving(self) -> str:
+        state = "not configured" if self.worker is None else "not active"
+        return f"the node is {state}: configure and activate it first"
+
+    def _fill(self, response, reply) -> None:
+        response.success, response.message = reply.success, reply.message
         response.track_id = reply.track_id
         response.answer = reply.answer
         response.window_frames = reply.window_frames
@@ -358,40 +444,66 @@ class SegmentNode(LifecycleNode):
                                  propagate_ms=t.get("propagate", 0.0), total_ms=t.get("total", 0.0))
 
     @guarded
-    def _on_segment(self, request: Segment.Request, response: Segment.Response) -> Segment.Response:
-        ok, message, reply = self._serve(request)
-        self._fill(response, ok, message, reply)
-        if ok:
-            self.get_logger().info(f"segment {request.query[:80]!r}: track {response.track_id}")
-        else:
-            self.get_logger().warning(f"segment {request.query[:80]!r} refused: {message}")
+    async def _on_segment(self, request: Segment.Request, response: Segment.Response) -> Segment.Response:
+        worker = self.worker
+        if not self.active or worker is None:
+            response.success, response.message = False, self._not_serving()
+            return response
+        answered = self._future()
+        worker.submit(self._request(request), on_reply=answered.set_result)
+        reply = await answered
+        self._fill(response, reply)
+        if reply.success:
+            self.get_logger().info(f"segment {request.query[:80]!r}: track {reply.track_id}")
+        else:  # (rclpy ties a severity to each call site)
+            self.get_logger().warning(f"segment {request.query[:80]!r} refused: {reply.message}")
         return response
 
-    def _on_action(self, goal_handle):
+    def _on_cancel(self, goal_handle) -> CancelResponse:
+        ticket = self._goals.get(bytes(goal_handle.goal_id.uuid))
+        worker = self.worker
+        if ticket is not None and worker is not None:
+            worker.cancel(ticket)
+        return CancelResponse.ACCEPT
+
+    async def _on_action(self, goal_handle):
         try:
-            return self._run_action(goal_handle)
+            return await self._run_action(goal_handle)
         except Exception as exc:  # as guarded(): the node survives, the goal is aborted with the reason
             self._counts["internal errors"] = self._counts.get("internal errors", 0) + 1
             self.get_logger().error(f"segment_and_track failed: {exc!r}\n{traceback.format_exc()}")
             goal_handle.abort()
             return SegmentAndTrack.Result(success=False, message=f"internal error: {exc!r}")
 
-    def _run_action(self, goal_handle):
-        goal = goal_handle.request
+    async def _run_action(self, goal_handle):
+        worker, result = self.worker, SegmentAndTrack.Result()
+        if not self.active or worker is None:
+            result.success, result.message = False, self._not_serving()
+            goal_handle.abort()
+            return result
 
         def progress(stage: str, fraction: float, detail: str) -> None:
             goal_handle.publish_feedback(SegmentAndTrack.Feedback(stage=stage, progress=float(fraction),
                                                                   detail=detail))
 
-        ok, message, reply = self._serve(goal, progress, lambda: goal_handle.is_cancel_requested)
-        result = SegmentAndTrack.Result()
-        self._fill(result, ok, message, reply)
+        finished = self._future()
+        key = bytes(goal_handle.goal_id.uuid)
+        self._goals[key] = ticket = worker.submit(self._request(goal_handle.request), on_reply=lambda r: None,
+                                                  on_done=finished.set_result, progress=progress)
+        if goal_handle.is_cancel_requested:  # cancelled before the ticket was known
+            worker.cancel(ticket)
+        try:
+            reply = await finished
+        finally:
+            self._goals.pop(key, None)
+        self._fill(result, reply)
         if goal_handle.is_cancel_requested:
-            if ok and reply.track_id:  # cancelled after the track started: undo it
-                self.session.stop(reply.track_id)
-                result.success, result.message, result.track_id = False, "cancelled", 0
+            if reply.success and reply.track_id:  # it joined just before the cancel: undo it (STOPPED is sent)
+                with contextlib.suppress(ValueError):  # already stopped
+                    worker.stop(reply.track_id)
+            result.success, result.message, result.track_id = False, reply.message or "cancelled", 0
             goal_handle.canceled()
-        elif ok:
+        elif reply.success:
             goal_handle.succeed()
         else:
             goal_handle.abort()
@@ -399,20 +511,15 @@ class SegmentNode(LifecycleNode):
 
     @guarded
     def _on_stop(self, request: StopTracking.Request, response: StopTracking.Response):
-        session = self.session
-        if session is None:
+        worker = self.worker
+        if worker is None:
             response.success, response.message = False, "the node is not configured"
             return response
         try:
-            stopped = session.stop(int(request.track_id))
+            stopped = worker.stop(int(request.track_id))
         except ValueError as exc:
             response.success, response.message = False, str(exc)
             return response
-        latest = session.buffer.latest()
-        for track_id in stopped:
-            header = latest.header if latest is not None else conv.copy_header(_empty_header())
-            self._pubs["events"].publish(TrackEvent(header=conv.copy_header(header), track_id=track_id,
-                                                    event=TrackEvent.STOPPED, score=0.0))
         response.success, response.stopped_ids = True, stopped
         response.message = f"stopped {stopped}" if stopped else "nothing was tracked"
         return response
@@ -420,34 +527,37 @@ class SegmentNode(LifecycleNode):
     # -- diagnostics ----------------------------------------------------------------------------
     @guarded
     def _publish_diagnostics(self) -> None:
-        session = self.session
+        worker = self.worker
         name = self.get_fully_qualified_name()
         in_rate, out_rate = self._in_rate.rate(), self._out_rate.rate()
+        counts = dict(worker.counts) if worker is not None else {}
         statuses = [
-            status(f"{name}: model", OK if session else (ERROR if "failed" in self._model_state else WARN),
+            status(f"{name}: model", OK if worker else (ERROR if "failed" in self._model_state else WARN),
                    self._model_state, {"active": self.active}),
             status(f"{name}: input", OK if in_rate > 0 or not self.active else WARN,
                    f"{in_rate:.1f} frames/s", {"rate_hz": f"{in_rate:.2f}", **self._counts,
-                                               **({"buffered": len(session.buffer)} if session else {})}),
+                                               **({"buffered": len(worker.session.buffer)} if worker else {})}),
             status(f"{name}: output", OK, f"{out_rate:.1f} frames/s",
                    {"rate_hz": f"{out_rate:.2f}", "stamp_lag_ms": f"{self._last_lag_ms:.1f}",
                     "overhead_ms_p50": f"{self._overhead_ms.get(0.5):.3f}",
                     "overhead_ms_p95": f"{self._overhead_ms.get(0.95):.3f}",
-                    "grounding_running": session.grounding_running if session else False}),
+                    "grounding_running": worker.busy if worker else False,
+                    "requests_waiting": worker.queue_length() if worker else 0,
+                    "images_received": self.images_received, **counts}),
         ]
-        if session:
-            for track_id in session.track_ids:
-                visible = session.tracker.is_visible(track_id)
+        if worker is not None:
+            for track_id, query in worker.tracks.items():
+                visible = worker.is_visible(track_id)
                 statuses.append(status(f"{name}: track {track_id}", OK if visible else WARN,
-                                       "visible" if visible else "lost",
-                                       {"query": session.queries.get(track_id, "")}))
+                                       "visible" if visible else "lost", {"query": query}))
         self._diag_pub.publish(diagnostic_array(self.get_clock().now().to_msg(), statuses))
 
 
-def _empty_header():
-    from std_msgs.msg import Header
+def _camera_rgb(frame) -> np.ndarray:
+    """The frame at the camera's size (the buffer may hold a downscaled copy)."""
+    from sa2va_i_ros.core.catch_up import resized
 
-    return Header()
+    return resized(frame.rgb, frame.size)
 
 
 def _free_memory() -> None:
@@ -464,13 +574,18 @@ def _free_memory() -> None:
 def main(args=None) -> int:
     rclpy.init(args=args)
     node = SegmentNode()
-    executor = MultiThreadedExecutor(num_threads=4)
+    executor = make_executor()
     executor.add_node(node)
     try:
-        executor.spin()
+        executor.spin_until_future_complete(node.exit_requested)
+        end = time.monotonic() + 0.5  # let the shutdown transition's reply go out
+        while time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.05)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        if node.worker is not None:
+            node.worker.close("the node process is exiting")
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
@@ -479,4 +594,3 @@ def main(args=None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-

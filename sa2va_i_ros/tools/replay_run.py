@@ -7,6 +7,13 @@ and this one, the ``Observer``, which subscribes to the camera and to every
 output and calls ``~/segment`` once ``query_after`` camera frames have been
 seen. ``check_replay`` holds the assertions both tests make. Every process runs
 under the network rule (``tools/ros_env.py``).
+
+The node keeps up with the camera by tracking the newest frame and dropping
+stale ones, and a new track's catch-up may thin frames to join the live
+stream on time (docs/DESIGN.md): a frame after the query may have no output.
+The observer reads the node's own counts of dropped and thinned frames from
+/diagnostics once the replay is over, and ``check_replay`` requires every
+frame without an output to be accounted for by them.
 """
 
 from __future__ import annotations
@@ -40,6 +47,9 @@ class ReplayOptions:
     want_overlay: bool = False  # subscribe to ~/overlay (the node renders it only for subscribers)
     want_markers: bool = False  # subscribe to ~/markers
     compressed: bool = False  # the bag holds image_transport compressed topics: the node subscribes to those
+    # stop the player once the node reports this many frames tracked live (0: play the whole bag): with a
+    # long bag, a slow machine still sees the track on live frames, and a fast one ends early
+    stop_after_live: int = 0
     params: dict = field(default_factory=dict)  # overrides on top of config/segment.yaml
 
 
@@ -58,18 +68,25 @@ class ReplayResult:
     events: list = field(default_factory=list)
     query_sent_after: int = 0  # camera frames seen when the query was sent
     reply_time: float = 0.0  # monotonic time the reply arrived here
+    node_counts: dict = field(default_factory=dict)  # the node's worker counts (/diagnostics) after the replay
     node_log: str = ""
     player_log: str = ""
     node_returncode: int | None = None
 
+    def live_stamps(self) -> list[int]:
+        """Stamps of the outputs the node made on live frames (the last ``frames_live`` of them: one track)."""
+        live = int(self.node_counts.get("frames_live", 0))
+        return sorted(self.objects)[-live:] if live else []
+
     def latencies_ms(self, live_only: bool = False) -> list[float]:
         """Camera frame seen here -> its objects message seen here, sorted.
 
-        Frames that arrived while the query was grounded come out once the new
-        track has caught up; ``live_only`` keeps the frames that arrived after the reply.
+        Frames that arrived while the query was grounded come out while the new
+        track catches up; ``live_only`` keeps the frames it tracked live.
         """
-        return sorted((self.object_times[s] - self.camera_times[s]) * 1e3 for s in self.object_times
-                      if s in self.camera_times and (not live_only or self.camera_times[s] > self.reply_time))
+        stamps = self.live_stamps() if live_only else self.object_times
+        return sorted((self.object_times[s] - self.camera_times[s]) * 1e3 for s in stamps
+                      if s in self.camera_times and s in self.object_times)
 
 
 def _stamp_ns(header) -> int:
@@ -83,6 +100,7 @@ class Observer:
 
     def __init__(self, opts: ReplayOptions, domain_id: int | None = None):
         import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import CompressedImage, Image, PointCloud2
         from visualization_msgs.msg import MarkerArray
@@ -97,6 +115,7 @@ class Observer:
         self.executor = rclpy.executors.SingleThreadedExecutor(context=self.ctx)
         self.executor.add_node(self.node)
         r, n, qos = self.result, f"/{opts.node_name}", QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
+        self.diagnostics: list = []  # (receive time, counts of the node's output status)
 
         def keep(store, times=None):
             def callback(msg):
@@ -119,12 +138,25 @@ class Observer:
         sub(Image, f"{n}/mask", keep(r.masks), qos)
         sub(PointCloud2, f"{n}/object_points", keep(r.points), qos)
         sub(TrackEvent, f"{n}/events", r.events.append, qos)
+        sub(DiagnosticArray, "/diagnostics", self._diagnostics, qos)
         if opts.want_overlay:
             sub(Image, f"{n}/overlay", keep(r.overlays), qos)
         if opts.want_markers:
             sub(MarkerArray, f"{n}/markers", r.markers.append, qos)
         self.segment = self.node.create_client(Segment, f"{n}/segment")
         self._request = Segment.Request
+
+    def _diagnostics(self, msg) -> None:
+        for st in msg.status:
+            if st.name.endswith(f"{self.opts.node_name}: output"):
+                self.diagnostics.append((time.monotonic(), {kv.key: kv.value for kv in st.values}))
+
+    def wait_for_outputs(self, timeout: float = 60.0) -> None:
+        """Until each output topic hears the node (after configure): no message is lost to late discovery."""
+        for sub in self.node.subscriptions:
+            if sub.topic_name.startswith(f"/{self.opts.node_name}/") and \
+                    not self.spin(lambda sub=sub: sub.get_publisher_count() > 0, timeout):
+                raise RuntimeError(f"the node's {sub.topic_name} did not appear")
 
     def spin(self, predicate, timeout: float) -> bool:
         return spin_until(self.executor, predicate, timeout)
@@ -133,7 +165,11 @@ class Observer:
         """configure + activate through the node's lifecycle services (the launch file does it itself)."""
         configure_and_activate(self.node, self.executor, self.opts.node_name)
 
-    def query_and_collect(self, player_done) -> ReplayResult:
+    def live_frames(self) -> int:
+        """Frames the node reports it tracked live (its latest /diagnostics)."""
+        return int(self.diagnostics[-1][1].get("frames_live", 0)) if self.diagnostics else 0
+
+    def query_and_collect(self, player_done, stop_player=None) -> ReplayResult:
         """Send the query after ``query_after`` frames, then collect until the node answered the last frame."""
         opts, r = self.opts, self.result
         if not self.spin(lambda: len(r.camera_headers) >= opts.query_after, opts.timeout_s):
@@ -143,9 +179,24 @@ class Observer:
         r.reply = call(self.executor, self.segment, self._request(query=opts.query, track=True),
                        "the segment request", opts.timeout_s)
         r.reply_time = time.monotonic()
-        self.spin(player_done, opts.timeout_s)
+        def enough() -> bool:
+            return bool(opts.stop_after_live) and self.live_frames() >= opts.stop_after_live
+
+        self.spin(lambda: player_done() or enough(), opts.timeout_s)
+        if not player_done() and stop_player is not None:
+            stop_player()
+            self.spin(player_done, 30.0)
         self._drain(quiet_s=3.0)
+        self._final_counts()
         return r
+
+    def _final_counts(self) -> None:
+        """The node's counts from a /diagnostics message sent after its last output."""
+        after = time.monotonic()
+        self.spin(lambda: any(t > after for t, _ in self.diagnostics), 10.0)
+        if self.diagnostics:
+            self.result.node_counts = {k: int(v) for k, v in self.diagnostics[-1][1].items()
+                                       if k.startswith(("frames_", "requests", "images_"))}
 
     def _drain(self, quiet_s: float) -> None:
         """Until the last camera frame has its objects message, or the node stayed quiet for ``quiet_s``
@@ -199,9 +250,10 @@ def run_replay(opts: ReplayOptions) -> ReplayResult:
     result = observer.result
     try:
         observer.activate()
+        observer.wait_for_outputs()
         player = subprocess.Popen(player_command(opts.bag, opts.rate), env=env, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True)
-        observer.query_and_collect(lambda: player.poll() is not None)
+        observer.query_and_collect(lambda: player.poll() is not None, lambda: player.send_signal(signal.SIGINT))
     finally:
         observer.close()
         if player is not None:
@@ -225,8 +277,10 @@ def check_replay(result: ReplayResult, bag_stamps: list[int], frame_id: str, k: 
     The reply succeeds; the sampled stamps are bag stamps at the uniform indices of
     the buffered window (consecutive bag frames ending at the newest buffered one);
     every later bag frame has an objects message and a mask with exactly its
-    header; nothing is invented; object points lie inside the camera frustum, on
-    masked pixels, at the depth of those pixels.
+    header, or is one of the frames the node reports it dropped as stale or
+    thinned; the last frame has one and some were tracked live; nothing is
+    invented; object points lie inside the camera frustum, on masked pixels, at
+    the depth of those pixels.
     """
     from sa2va_i_ros.core.sampling import sample_indices
 
@@ -245,12 +299,28 @@ def check_replay(result: ReplayResult, bag_stamps: list[int], frame_id: str, k: 
         problems.append(f"sampled indices {list(reply.sampled_indices)} are not the uniform ones")
     if [window[i] for i in reply.sampled_indices if i < len(window)] != sampled:
         problems.append("sampled stamps are not the window's frames at the sampled indices")
-    later = [s for s in bag_stamps if s > window[-1]]
+    played = set(result.camera_headers)  # the player may have been stopped before the bag's end
+    later = [s for s in bag_stamps if s > window[-1] and s in played]
     if not later:
         problems.append("no bag frame came after the grounding window")
+    missing = [s for s in later if s not in result.objects or s not in result.masks]
+    counts = result.node_counts
+    # frames the node dropped as stale, thinned, or never received (best-effort image QoS, as in production)
+    accounted = counts.get("frames_dropped_stale", 0) + counts.get("frames_thinned", 0) + \
+        max(0, len(played) - counts.get("images_received", len(played)))
+    if not counts:
+        problems.append("no /diagnostics from the node after the replay")
+    elif len(missing) > accounted:
+        problems.append(f"{len(missing)} frames after the window have no output, but the node reports only "
+                        f"{accounted} dropped, thinned or not received: "
+                        f"{[bag_stamps.index(s) for s in missing][:10]}")
+    if later and later[-1] not in result.objects:
+        problems.append("the last frame has no output: the node never caught up with the stream")
+    outputs = sorted(result.objects)
+    if counts and counts.get("frames_live", 0) < 1:
+        problems.append("no frame was tracked live")
     for stamp in later:
         if stamp not in result.objects or stamp not in result.masks:
-            problems.append(f"frame {bag_stamps.index(stamp)} ({stamp}) has no objects or mask message")
             continue
         for msg in (result.objects[stamp], result.masks[stamp]):
             if msg.header.frame_id != frame_id or _stamp_ns(msg.header) != stamp:
@@ -260,6 +330,8 @@ def check_replay(result: ReplayResult, bag_stamps: list[int], frame_id: str, k: 
             problems.append(f"frame {bag_stamps.index(stamp)}: objects message does not hold the one track")
     if not set(result.objects) <= set(bag_stamps):
         problems.append("an objects message carries a stamp that is not in the bag")
+    if [s for s in outputs if s > window[-1]] != [s for s in later if s in result.objects]:
+        problems.append("outputs of frames before the window end were published after the reply")
     fx, cx, fy, cy = k[0], k[2], k[4], k[5]
     checked = 0
     for stamp, cloud in result.points.items():
