@@ -56,6 +56,24 @@ TABLE = [
     ("codec.jpeg_simplejpeg_us_640x480", "-", "JPEG decode, simplejpeg (the one used), 640x480 (us)"),
     ("codec.jpeg_pillow_us_640x480", "-", "the same JPEGs decoded by Pillow (the alternative), 640x480 (us)"),
     ("codec.compressed_depth_us_640x480", "-", "compressedDepth 16UC1 PNG decode, 640x480 (us)"),
+    ("runtime.desktop_gpu.join_live_s", "<= 1.033", "simulated desktop GPU, 30 Hz: reply -> first live output of a "
+     "new object, one object already tracked (s)"),
+    ("runtime.desktop_gpu.catch_up_s", "<= 1.033", "the same from the end of its grounding (s)"),
+    ("runtime.desktop_gpu.max_gap_ms", "< 90", "the tracked object's largest output gap while the new query is "
+     "grounded (ms; goal: 3 tracker frames)"),
+    ("runtime.desktop_gpu.max_gap_catch_up_ms", "-", "the same during the new object's catch-up and join (ms)"),
+    ("runtime.desktop_gpu.grounding_s", "-", "the grounding's span with live tracking interleaved (s)"),
+    ("runtime.jetson.join_live_s", "<= 1.033", "simulated Jetson Orin, 30 Hz: reply -> first live output (s)"),
+    ("runtime.jetson.catch_up_s", "<= 1.033", "the same from the end of its grounding (s)"),
+    ("runtime.jetson.max_gap_ms", "< 360", "the tracked object's largest gap while the new query is grounded (ms)"),
+    ("runtime.jetson.max_gap_catch_up_ms", "-", "the same during the catch-up and join (ms)"),
+    ("runtime.jetson.grounding_s", "-", "the grounding's span with live tracking interleaved (s)"),
+    ("runtime.cpu_tiny.join_live_s", "-", "measured here, tiny model, 15 Hz camera thread: reply -> first live (s)"),
+    ("runtime.cpu_tiny.catch_up_s", "-", "the same from the end of its grounding (s; budget 1 s)"),
+    ("runtime.cpu_tiny.max_gap_ms", "-", "the tracked object's largest gap while the query is grounded (ms)"),
+    ("runtime.cpu_tiny.output_period_ms", "-", "its output period before the query (ms; the camera's when faster)"),
+    ("runtime.cpu_tiny.live_step_ms", "-", "median live step (one tracker frame) measured here (ms)"),
+    ("runtime.cpu_tiny.longest_background_step_ms", "-", "longest grounding or catch-up step measured here (ms)"),
 ]
 
 
@@ -105,17 +123,17 @@ def main(argv=None) -> int:
     args = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     args.add_argument("--quick", action="store_true", help="400 streaming frames (a smoke run)")
     args.add_argument("--only", nargs="+",
-                      choices=("streaming", "buffer", "node", "grounding", "load", "load8b", "gpu"),
+                      choices=("streaming", "buffer", "node", "grounding", "load", "load8b", "runtime", "gpu"),
                       help="re-measure only these parts, keeping the others from latest.json")
     opts = args.parse_args(argv)
-    from bench import bench_buffer, bench_grounding, bench_load, bench_node, bench_streaming
+    from bench import bench_buffer, bench_grounding, bench_load, bench_node, bench_runtime, bench_streaming
 
     results: dict = json.loads(RESULTS.read_text()) if opts.only and RESULTS.exists() else {}
     results.update({"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine()})
     for name, step in (("streaming", lambda o: bench_streaming.run(400 if opts.quick else 2000, o)),
                        ("buffer", bench_buffer.run), ("node", bench_node.run),
                        ("grounding", bench_grounding.run), ("load", bench_load.run), ("load8b", bench_load.run_8b),
-                       ("gpu", gpu_figures)):
+                       ("runtime", bench_runtime.run), ("gpu", gpu_figures)):
         if opts.only and name not in opts.only:
             continue
         t0 = time.perf_counter()

@@ -173,6 +173,16 @@ class NodeHarness:
             hold.release.set()
             engine.ground_steps = original
 
+    def state(self) -> str:
+        """The node's lifecycle state, through its get_state service."""
+        from lifecycle_msgs.srv import GetState
+
+        client = self.client.create_client(GetState, f"/{self.node.get_name()}/get_state")
+        try:
+            return self.call(client, GetState.Request()).current_state.label
+        finally:
+            self.client.destroy_client(client)
+
     def buffered(self) -> int:
         return len(self.node.session.buffer) if self.node.session else 0
 

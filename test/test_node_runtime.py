@@ -211,7 +211,7 @@ def test_stray_frames_neither_clear_nor_poison_the_buffer(node):
 
 @pytest.mark.parametrize("node", [dict(autostart=True)], indirect=True)
 def test_autostart_configures_and_activates_once(node):
-    node.wait_for(lambda: node.node.active, "autostart")
+    node.wait_for(lambda: node.state() == "active", "autostart")
     assert node.node.trigger_deactivate().name == "SUCCESS"
     assert node.node.trigger_cleanup().name == "SUCCESS"
     assert node.node.trigger_configure().name == "SUCCESS"
@@ -247,3 +247,56 @@ def test_the_process_exits_after_the_shutdown_transition(tiny_checkpoint, rclpy_
             out, _ = proc.communicate(timeout=20)
             pytest.fail(f"the node process was still running after shutdown:\n{out}")
     assert proc.returncode == 0 and "Traceback" not in out, out
+
+
+def _truncate_a_shard(checkpoint, tmp_path):
+    import shutil
+
+    copy = tmp_path / "ckpt"
+    shutil.copytree(checkpoint, copy)
+    shard = sorted(copy.glob("*.safetensors"))[0]
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    return copy
+
+
+@pytest.mark.parametrize("failure", ["corrupt_shard", "import_error", "out_of_memory", "unexpected"])
+def test_any_load_failure_leaves_the_node_unconfigured_with_the_reason(tiny_checkpoint, tmp_path, monkeypatch,
+                                                                        failure):
+    """A corrupt shard, a missing package, out of memory while loading, or a bug: configure fails with the
+    reason, the node keeps answering, and a later configure works."""
+    import torch
+
+    import sa2va_i_ros.core.checkpoint.materialise as materialise
+    import sa2va_i_ros.core.sa2va_model as sa2va_model
+    import sa2va_i_ros.ros.segment_node as segment_node
+
+    model, reason = tiny_checkpoint, ""
+    if failure == "corrupt_shard":
+        model, reason = _truncate_a_shard(tiny_checkpoint, tmp_path), "safetensors"
+    elif failure == "import_error":
+        monkeypatch.setattr(sa2va_model, "build_sam2", lambda *a, **k: (_ for _ in ()).throw(
+            ImportError("No module named 'flash_attn'")))
+        reason = "flash_attn"
+    elif failure == "out_of_memory":
+        def empty(shape, dtype, dev):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        monkeypatch.setattr(materialise, "empty", empty)
+        reason = "out of memory"
+    else:
+        def broken_buffer(*args, **kwargs):
+            raise RuntimeError("a bug while configuring")
+        monkeypatch.setattr(segment_node, "FrameBuffer", broken_buffer)
+        reason = "a bug while configuring"
+    h = NodeHarness(model, name=f"load_{failure}")
+    try:
+        assert h.node.trigger_configure().name == "FAILURE"
+        assert reason.lower() in h.node._model_state.lower() and "configure failed" in h.node._model_state
+        r = h.segment(QUERY)  # the process is alive and answers
+        assert not r.success and "not configured" in r.message
+        monkeypatch.undo()
+        h.node.set_parameters([Parameter("model", value=str(tiny_checkpoint))])
+        h.start()
+        buffer_frames(h, 0, 3)
+        assert h.segment(QUERY).success
+    finally:
+        h.close()

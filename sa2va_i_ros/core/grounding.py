@@ -255,7 +255,7 @@ class GroundingEngine:
         report("decoding", 0.6, f"SAM2 image encoder on {len(unique)} frames")
         result.sam2_pixels = sam_pixels
         for_decoding, for_tracking = {}, {}
-        encoding = self._encode(sam_pixels, for_decoding, for_tracking)
+        encoding = self._encode_steps(sam_pixels, for_decoding, for_tracking)
         while True:
             try:
                 with clock("decode"):
@@ -296,8 +296,15 @@ class GroundingEngine:
                                 "without bfloat16)")
         return gen, seg
 
-    def _encode(self, pixels: dict[int, torch.Tensor], for_decoding: dict[int, dict],
-                for_tracking: dict[int, dict]) -> Generator[int, None, None]:
+    def _encode(self, pixels: dict[int, torch.Tensor]) -> tuple[dict[int, dict], dict[int, dict]]:
+        """Features of every frame for the finetuned and for the original decoder (``_encode_steps`` drained)."""
+        for_decoding, for_tracking = {}, {}
+        for _ in self._encode_steps(pixels, for_decoding, for_tracking):
+            pass
+        return for_decoding, for_tracking
+
+    def _encode_steps(self, pixels: dict[int, torch.Tensor], for_decoding: dict[int, dict],
+                      for_tracking: dict[int, dict]) -> Generator[int, None, None]:
         """Image encoder once per frame (a generator: one frame per step); features for both decoders.
 
         Frames go through one at a time and their raw multi-level features are
