@@ -66,7 +66,7 @@ def test_prompt_answer_and_seg_states_equal_the_official_code(official_engine, n
     ids = engine.tokenizer.encode(build_prompt(meta["query"], len(unique), engine.cfg.template))
     assert ids == meta["prompt_ids"]
     pixels = torch.stack([preprocess.mllm_pixels(video[i]) for i in unique])
-    gen, embeddings = engine._language(pixels, ids, GroundingOptions(num_frames=meta["N"]), None)
+    gen, embeddings = engine.language_on_images(pixels, ids, GroundingOptions(num_frames=meta["N"]), None)
     assert gen.token_ids == meta["generated_ids"]
     assert engine.tokenizer.decode(gen.token_ids) == meta["prediction"]
     assert gen.seg_hidden.shape[0] == arrays["seg_hidden"].shape[0]
@@ -168,6 +168,6 @@ def test_the_config_the_official_code_writes_loads_the_same_model(official_check
     unique = unique_in_order(meta["sample_idx"])
     ids = engine.tokenizer.encode(build_prompt(meta["query"], len(unique), engine.cfg.template))
     pixels = torch.stack([preprocess.mllm_pixels(video[i]) for i in unique])
-    gen, embeddings = engine._language(pixels, ids, GroundingOptions(), None)
+    gen, embeddings = engine.language_on_images(pixels, ids, GroundingOptions(), None)
     assert gen.token_ids == meta["generated_ids"]
     torch.testing.assert_close(embeddings, torch.from_numpy(arrays["seg_embedding"]), rtol=0, atol=1e-4)

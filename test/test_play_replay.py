@@ -26,7 +26,7 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from sa2va_i_ros.synthetic.bag_writer import COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC, write_bag
 from sa2va_i_ros.synthetic.scene import FRAME_ID, SceneSpec, generate_frames
-from sa2va_i_ros.tools.play import BagPlayer, ensure_local_discovery, parse_remaps
+from sa2va_i_ros.tools.play import BagPlayer, ensure_local_discovery, parse_counts, parse_remaps
 from sa2va_i_ros.tools.ros_env import local_ros_env
 
 pytestmark = pytest.mark.ros
@@ -230,6 +230,34 @@ def test_player_rejects_bad_arguments(rclpy_context, bag):
     assert parse_remaps(["a:=/b/c", "/x:=y"]) == {"/a": "/b/c", "/x": "/y"}
     with pytest.raises(ValueError):
         parse_remaps(["a=b"])
+    assert parse_counts(["a/b=2", "/c=1"]) == {"/a/b": 2, "/c": 1}
+    for bad in ("a", "a=0", "a=x", "=2"):
+        with pytest.raises(ValueError, match="TOPIC=N"):
+            parse_counts([bad])
+
+
+def test_player_waits_for_as_many_subscriptions_as_asked(rclpy_context, bag):
+    """A test observing the node's camera beside the node asks for two: one matched is not enough.
+
+    (CI once saw 16 of 60 frames when the player started on the node's subscription alone.)
+    """
+    first = Listener(rclpy_context, TYPES, RELIABLE)
+    pub_node = rclpy.create_node("counting_player", context=rclpy_context)
+    second = None
+    try:
+        player = BagPlayer(pub_node, bag)
+        assert player.wait_for_subscribers(20.0)  # the default: one subscription per topic
+        assert not player.wait_for_subscribers(1.0, {COLOR_TOPIC: 2})
+        with pytest.raises(ValueError, match="not a played topic"):
+            player.wait_for_subscribers(1.0, {"/nope": 2})
+        second = Listener(rclpy_context, {COLOR_TOPIC: Image}, RELIABLE)
+        assert player.wait_for_subscribers(20.0, {COLOR_TOPIC: 2})
+        assert not player.wait_for_subscribers(1.0, {COLOR_TOPIC: 3})
+    finally:
+        first.close()
+        if second is not None:
+            second.close()
+        pub_node.destroy_node()
 
 
 def test_discovery_defaults_to_localhost():

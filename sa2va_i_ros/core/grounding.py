@@ -104,6 +104,15 @@ class GroundingResult:
         return {idx: self.masks[seg, k] for k, idx in enumerate(self.sampled_indices)}
 
 
+def drain(steps: Generator):
+    """Run a step generator to its end; its return value."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
 class GroundingEngine:
     def __init__(self, model, tokenizer, cfg, device: torch.device, dtype: torch.dtype, report: dict):
         self.model, self.tokenizer, self.cfg = model, tokenizer, cfg
@@ -176,12 +185,18 @@ class GroundingEngine:
     def ground(self, frames: Sequence[np.ndarray], query: str, options: GroundingOptions | None = None,
                progress: Progress | None = None, cancelled: Callable[[], bool] | None = None) -> GroundingResult:
         """Keyframe masks for ``query`` on ``frames`` (RGB uint8, oldest first)."""
-        steps = self.ground_steps(frames, query, options, progress, cancelled)
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                return done.value
+        return drain(self.ground_steps(frames, query, options, progress, cancelled))
+
+    @torch.no_grad()
+    def language_on_images(self, pixels: torch.Tensor, ids: list[int], opts: GroundingOptions,
+                           cancelled: Callable[[], bool] | None = None):
+        """(generation, [SEG] embeddings) for prompt ``ids`` on preprocessed images ``pixels`` in one call.
+
+        For pipelines with their own image layout (SaSaSa2VA's clip images): the
+        same vision tower and greedy generation as ``ground_steps``, not stepped.
+        """
+        vit = image_embeddings(self.model, pixels.to(self.device, self.dtype))
+        return drain(self._language(vit, ids, opts, cancelled))
 
     @torch.no_grad()
     def ground_steps(self, frames: Sequence[np.ndarray], query: str, options: GroundingOptions | None = None,

@@ -1,7 +1,7 @@
 """``sa2va-i-play``: publish a rosbag2 bag into ROS at its recorded timing (``ros2 bag play``, no ROS distro).
 
     sa2va-i-play BAG [--rate R] [--loop] [--start S] [--remap FROM:=TO ...] [--topics T ...]
-                 [--qos reliable|sensor_data] [--wait-for-subscribers SECONDS]
+                 [--qos reliable|sensor_data] [--wait-for-subscribers SECONDS [--subscribers TOPIC=N ...]]
 
 Messages are published as the bag's CDR bytes (recorded headers untouched, no
 re-serialisation), one publisher per topic typed from the bag's type name.
@@ -67,6 +67,17 @@ def parse_remaps(rules) -> dict[str, str]:
     return remap
 
 
+def parse_counts(rules) -> dict[str, int]:
+    """``["/a=2", ...]`` to ``{"/a": 2}`` (``--subscribers``)."""
+    counts = {}
+    for rule in rules or ():
+        topic, sep, n = rule.rpartition("=")
+        if not sep or not topic or not n.isdigit() or int(n) < 1:
+            raise ValueError(f"--subscribers takes TOPIC=N with N >= 1, got {rule!r}")
+        counts[_absolute(topic)] = int(n)
+    return counts
+
+
 class BagPlayer:
     """Replays a bag through publishers of ``node``; ``play()`` blocks (run it in a thread), ``stop()`` ends.
 
@@ -114,10 +125,21 @@ class BagPlayer:
     def stop(self) -> None:
         self._stop.set()
 
-    def wait_for_subscribers(self, timeout_s: float) -> bool:
-        """Until every publisher has a matched subscription (like a recorder that must not miss the start)."""
+    def wait_for_subscribers(self, timeout_s: float, counts: dict[str, int] | None = None) -> bool:
+        """Until every publisher has its matched subscriptions (like a recorder that must not miss the start).
+
+        ``counts`` maps a published topic name to how many subscriptions it
+        waits for (default one): a test observing the node's input beside the
+        node needs both matched, or it misses the first frames while discovery ends.
+        """
+        wanted = {t: 1 for t in self.publishers}
+        by_name = {p.topic_name: t for t, p in self.publishers.items()}
+        for name, n in (counts or {}).items():
+            if _absolute(name) not in by_name:
+                raise ValueError(f"--subscribers: {name} is not a played topic ({sorted(by_name)})")
+            wanted[by_name[_absolute(name)]] = n
         deadline = time.monotonic() + timeout_s
-        while not all(p.get_subscription_count() > 0 for p in self.publishers.values()):
+        while not all(p.get_subscription_count() >= wanted[t] for t, p in self.publishers.items()):
             if time.monotonic() >= deadline or self._stop.wait(0.02):
                 return False
         return True
@@ -170,6 +192,8 @@ def parse_args(argv) -> argparse.Namespace:
                    help="reliable (keep last 10) or sensor_data (best effort, keep last 5)")
     p.add_argument("--wait-for-subscribers", type=float, default=0.0, metavar="SECONDS",
                    help="wait up to SECONDS until every topic has a subscriber before playing")
+    p.add_argument("--subscribers", nargs="+", default=[], metavar="TOPIC=N",
+                   help="with --wait-for-subscribers: wait for N subscriptions on TOPIC (published name)")
     return p.parse_args(argv)
 
 
@@ -207,7 +231,8 @@ def main(argv=None) -> int:
     try:
         player = BagPlayer(node, args.bag, rate=args.rate, start_s=args.start, topics=args.topics,
                            remap=parse_remaps(args.remap), qos=args.qos, loop=args.loop, stop_event=stop)
-        if args.wait_for_subscribers > 0 and not player.wait_for_subscribers(args.wait_for_subscribers):
+        counts = parse_counts(args.subscribers)
+        if args.wait_for_subscribers > 0 and not player.wait_for_subscribers(args.wait_for_subscribers, counts):
             print("sa2va-i-play: not every topic has a subscriber; playing anyway", file=sys.stderr)
         t0 = time.monotonic()
         player.play()

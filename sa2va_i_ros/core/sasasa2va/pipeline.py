@@ -107,7 +107,8 @@ class SaSaSa2VAPipeline:
             raise QueryError(f"the prompt is {len(ids)} tokens, more than the language model's "
                              f"{engine.max_positions} positions; shorten the query")
         pixels = clip_pixels(frames, sampled)
-        gen, seg = engine._language(pixels, ids, GroundingOptions(max_new_tokens=max_new_tokens), cancelled)
+        gen, seg = engine.language_on_images(pixels, ids, GroundingOptions(max_new_tokens=max_new_tokens),
+                                              cancelled)
         raw = engine.tokenizer.decode(gen.token_ids, skip_special_tokens=False).strip()
         answer = raw
         eos = engine.tokenizer.eos_token  # the 4B's phi3_chat stops on "<|end|>" text or on the eos token
