@@ -32,7 +32,7 @@ setup(
         "hydra-core",
         "iopath",
     ],
-    extras_require={"bags": ["rosbags>=0.10"], "video": ["av"]},
+    extras_require={"bags": ["rosbags>=0.10"], "video": ["av"], "eval": ["matplotlib"]},
     entry_points={
         "console_scripts": [
             "segment_node = sa2va_i_ros.ros.segment_node:main",

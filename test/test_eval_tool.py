@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
+import re
+import subprocess
 import sys
 
 import numpy as np
@@ -12,6 +16,7 @@ from test_eval_datasets import SYNTHETIC_EXPRESSIONS, write_ref_ytvos, write_syn
 
 from sa2va_i_ros.core.errors import QueryError
 from sa2va_i_ros.evaluation.metrics import dataset_scores, expression_scores
+from sa2va_i_ros.synthetic.benchmark import write_benchmark
 from sa2va_i_ros.tools import evaluate
 
 
@@ -124,6 +129,27 @@ def test_limit_then_resume_skips_finished_expressions(synthetic, tmp_path, monke
     assert loads == []  # nothing left to do: the model is not even loaded
 
 
+def test_resume_merges_what_killed_ranks_left_in_their_parts(synthetic, tmp_path, monkeypatch):
+    """Ranks of an earlier run (of any size) killed before rank 0 merged: their part files are results too."""
+    root, truth = synthetic
+    use(monkeypatch, OracleSegmenter(truth))
+    out = tmp_path / "out"
+    assert run(root, out) == 0
+    lines = (out / "results.jsonl").read_text().splitlines()
+    (out / "parts").mkdir(exist_ok=True)
+    (out / "parts" / "rank-3.jsonl").write_text(lines[2] + "\n" + lines[0][:15])  # cut short by the kill
+    (out / "parts" / "rank-0.jsonl").write_text(lines[0] + "\n")
+    (out / "results.jsonl").write_text("")
+    again = OracleSegmenter(truth)
+    use(monkeypatch, again)
+    assert run(root, out, "--resume") == 0
+    assert [c[1] for c in again.calls] == [SYNTHETIC_EXPRESSIONS["1"]["exp"]]
+    assert [r["eid"] for r in read_results(out)] == ["0", "1", "2"]
+    assert json.loads((out / "summary.json").read_text())["run"] == {
+        "ranks": 1, "evaluated": 1, "reused": 2, "scored_twice": 0}
+    assert not list((out / "parts").glob("rank-*.jsonl"))
+
+
 def test_existing_output_needs_resume_and_the_same_options(synthetic, tmp_path, monkeypatch, capsys):
     root, truth = synthetic
     use(monkeypatch, OracleSegmenter(truth))
@@ -228,3 +254,153 @@ def test_tiny_checkpoint_through_the_real_pipeline(tmp_path, tiny_checkpoint):
     assert code == 0
     (record,) = read_results(out)
     assert 0.0 <= record["J"] <= 1.0 and 0.0 <= record["F"] <= 1.0 and record["frames"] == 3
+
+
+# -- grids, reports ---------------------------------------------------------------------------------
+class SettingsSegmenter(OracleSegmenter):
+    """Test double whose quality depends on the settings: exact with 8 frames, shifted 3 px with fewer,
+    and one more pixel off when SAM2 is prompted on the first frame only."""
+
+    def segment(self, frames, query, *, num_frames, sampling, prompt_frames):
+        self.calls.append((len(frames), query, num_frames, sampling, prompt_frames))
+        return shifted_truth(self.truth[query], num_frames, prompt_frames)
+
+
+def shifted_truth(masks, num_frames, prompt_frames):
+    shift = (0 if num_frames >= 8 else 3) + (1 if prompt_frames == "first" else 0)
+    return [np.roll(m, shift, axis=1) for m in masks]
+
+
+def check_report(html_path):
+    """Every image the page shows exists and opens as a PNG; returns their names."""
+    import re
+
+    text = html_path.read_text()
+    sources = re.findall(r'<img src="([^"]+)"', text)
+    for src in sources:
+        with Image.open(html_path.parent / src) as img:
+            assert img.format == "PNG" and img.size[0] > 10, src
+            img.verify()
+    return sources
+
+
+def test_grid_runs_every_setting_with_one_model_and_prints_the_table(synthetic, tmp_path, monkeypatch, capsys):
+    root, truth = synthetic
+    double = SettingsSegmenter(truth)
+    loads = use(monkeypatch, double)
+    out = tmp_path / "grid"
+    code = run(root, out, "--grid", "num_frames=5,8", "prompt_frames=all,first", "--sampling", "first")
+    assert code == 0
+    assert len(loads) == 1  # every setting reuses the one loaded model
+    assert len(double.calls) == 4 * 3 and {c[3] for c in double.calls} == {"first"}
+    printed = capsys.readouterr().out
+    lines = (out / "ablation.md").read_text().splitlines()
+    assert "| MLLM frames | SAM2 prompt frames | synthetic J | F | J&F | Δ J&F | expressions |" in lines
+    for frames, prompts in itertools.product((5, 8), ("all", "first")):
+        per = [expression_scores(truth[e["exp"]], shifted_truth(truth[e["exp"]], frames, prompts))
+               for e in SYNTHETIC_EXPRESSIONS.values()]
+        expected = dataset_scores([j for j, _ in per], [f for _, f in per])
+        folder = out / f"num_frames={frames},prompt_frames={prompts}"
+        summary = json.loads((folder / "summary.json").read_text())
+        assert summary["J&F"] == pytest.approx(expected["J&F"], abs=1e-12)
+        assert summary["options"]["sampling"] == "first" and summary["complete"]
+        shown = f"all ({frames})" if prompts == "all" else "first (1)"
+        row = next(line for line in lines if line.startswith(f"| {frames} | {shown} |"))
+        assert f"| {100 * expected['J']:.1f} | {100 * expected['F']:.1f} | {100 * expected['J&F']:.1f} |" in row
+        assert row in printed
+    first = json.loads((out / "num_frames=5,prompt_frames=all" / "summary.json").read_text())["J&F"]
+    best = json.loads((out / "num_frames=8,prompt_frames=all" / "summary.json").read_text())["J&F"]
+    assert best == 1.0 > first
+    assert f"| {100 * (best - first):+.1f} |" in next(line for line in lines if line.startswith("| 8 | all (8) |"))
+    assert "Fixed: sampling first." in lines
+    rows = json.loads((out / "ablation.json").read_text())["rows"]
+    assert [r["settings"]["num_frames"] for r in rows] == [5, 5, 8, 8]
+    # the grid's report shows the per-setting plot and links every setting's own report
+    grid_html = out / "report" / "index.html"
+    assert check_report(grid_html) == ["jf_per_setting.png"]
+    for link in re.findall(r'<a href="([^"]+)"', grid_html.read_text()):
+        assert (grid_html.parent / link).is_file()
+    assert len(re.findall(r'<a href="([^"]+)"', grid_html.read_text())) == 4
+
+
+def test_grid_resume_runs_only_what_is_missing(synthetic, tmp_path, monkeypatch):
+    root, truth = synthetic
+    use(monkeypatch, SettingsSegmenter(truth))
+    out = tmp_path / "grid"
+    assert run(root, out, "--grid", "num_frames=5,8", "--limit", "2") == 0
+    again = SettingsSegmenter(truth)
+    use(monkeypatch, again)
+    assert run(root, out, "--grid", "num_frames=5,8", "--resume") == 0
+    last = SYNTHETIC_EXPRESSIONS["2"]["exp"]
+    assert sorted((c[2], c[1]) for c in again.calls) == [(5, last), (8, last)]
+    assert json.loads((out / "num_frames=8" / "summary.json").read_text())["run"] == {
+        "ranks": 1, "evaluated": 1, "reused": 2, "scored_twice": 0}
+
+
+def test_grid_errors(synthetic, tmp_path, monkeypatch, capsys):
+    root, truth = synthetic
+    use(monkeypatch, OracleSegmenter(truth))
+    assert run(root, tmp_path / "g", "--grid", "frames=5,8") == 2
+    assert "unknown setting 'frames'; settings: num_frames, sampling, prompt_frames" in capsys.readouterr().err
+
+
+def test_report_plots_and_best_and_worst_overlays(synthetic, tmp_path, monkeypatch):
+    root, truth = synthetic
+    use(monkeypatch, ShiftedSegmenter(truth))
+    out = tmp_path / "out"
+    assert run(root, out, "--report-examples", "1") == 0
+    html_path = out / "report" / "index.html"
+    sources = check_report(html_path)
+    assert sources[:3] == ["jf_histogram.png", "jf_by_length.png", "jf_by_seen.png"]
+    records = read_results(out)
+    best = min(records, key=lambda r: (-r["J&F"], r["eid"]))
+    worst = min(records, key=lambda r: (r["J&F"], r["eid"]))  # a tie (eids 0 and 2 here) goes to the first key
+    assert best["J&F"] > worst["J&F"]
+    assert sources[3:] == [f"overlays/tabletop__{best['eid']}.png", f"overlays/tabletop__{worst['eid']}.png"]
+    assert sorted(p.name for p in (out / "overlays").iterdir()) == sorted(
+        {f"tabletop__{best['eid']}.png", f"tabletop__{worst['eid']}.png"})
+    # the strip shows the prediction: blue tint where the shifted mask is, none elsewhere
+    strip = np.asarray(Image.open(out / "overlays" / f"tabletop__{best['eid']}.png").convert("RGB"))
+    assert strip.shape[0] == 160 and strip[..., 2].max() > 150
+    assert all(r["seen"] == 4 for r in records)  # 4 frames, 5 asked: linspace keeps the 4 distinct ones
+
+
+def test_no_report_and_split_without_ground_truth(tmp_path, monkeypatch):
+    root = tmp_path / "ytvos"
+    write_ref_ytvos(root)
+    masks = [np.zeros((24, 32), bool) for _ in range(3)]
+    use(monkeypatch, OracleSegmenter({"a duck 0a1b": masks}))
+    assert run(root, tmp_path / "a", dataset="ref-youtube-vos") == 0
+    html_path = tmp_path / "a" / "report" / "index.html"
+    assert check_report(html_path) == [] and "no public ground truth" in html_path.read_text()
+    assert run(root, tmp_path / "b", "--no-report", dataset="ref-youtube-vos") == 0
+    assert not (tmp_path / "b" / "report").exists()
+
+
+@pytest.mark.slow
+def test_grid_and_report_on_the_synthetic_benchmark_with_the_tiny_checkpoint(tmp_path, tiny_checkpoint):
+    """The smoke run of the whole tool, as a user starts it: a grid over the real pipeline on the synthetic
+    benchmark writes the ablation table, one folder per setting and the reports with their plots and overlays.
+    (One torch thread: on a machine shared by many processes, two spinning threads per process are slower.)"""
+    root = tmp_path / "data"
+    write_benchmark(root, (3, 5), size=(48, 32))
+    out = tmp_path / "grid"
+    done = subprocess.run([sys.executable, "-m", "sa2va_i_ros.tools.evaluate", "--dataset", "synthetic",
+                           "--root", str(root), "--model", str(tiny_checkpoint), "--out", str(out),
+                           "--grid", "num_frames=1,3", "--report-examples", "2"],
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = (out / "ablation.md").read_text()
+    for frames in (1, 3):
+        s = json.loads((out / f"num_frames={frames}" / "summary.json").read_text())
+        assert s["complete"] and s["done"] == 10 and s["errors"] == 0
+        row = f"| {frames} | {100 * s['J']:.1f} | {100 * s['F']:.1f} | {100 * s['J&F']:.1f} |"
+        assert row in table and row in done.stdout
+        records = read_results(out / f"num_frames={frames}")
+        assert sorted({r["frames"] for r in records}) == [3, 5]
+        assert {r["seen"] for r in records} == {frames}
+        cell_html = out / f"num_frames={frames}" / "report" / "index.html"
+        sources = check_report(cell_html)
+        assert sources[:3] == ["jf_histogram.png", "jf_by_length.png", "jf_by_seen.png"]
+        assert len(sources) == 3 + 4 and all(s.startswith("overlays/") for s in sources[3:])
+    assert check_report(out / "report" / "index.html") == ["jf_per_setting.png"]
