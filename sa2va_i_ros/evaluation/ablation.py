@@ -45,7 +45,8 @@ def table(table_rows: Sequence[dict], axes: Sequence[str], dataset: str) -> tupl
 
 def markdown(header: Sequence[str], body: Sequence[Sequence[str]], fixed: dict, title: str) -> str:
     settings = knobs()
-    numeric = {i for i, h in enumerate(header) if i >= len(header) - 5}
+    numeric = {i for i in range(len(header))
+               if i >= len(header) - 5 or all(row[i].isdigit() for row in body)}
     align = ["---:" if i in numeric else "---" for i in range(len(header))]
     lines = [f"# {title}", "", "| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
     lines += ["| " + " | ".join(row) + " |" for row in body]
