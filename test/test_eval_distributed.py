@@ -114,7 +114,8 @@ def test_an_unexpected_error_names_the_expression_and_keeps_what_is_done(tmp_pat
 def test_fault_hook_is_off_unless_set():
     from sa2va_i_ros.evaluation.worker import parse_fault
 
-    assert parse_fault(None) is None and parse_fault("rank=1,after=2") == (1, 2)
+    assert parse_fault(None) is None and parse_fault("rank=1,after=2") == (1, 2, False)
+    assert parse_fault("rank=0,after=0,raise=1") == (0, 0, True)
     with pytest.raises(ValueError, match="rank=1,after=2"):
         parse_fault("rank=1")
     assert "SA2VA_I_EVAL_FAULT" not in os.environ

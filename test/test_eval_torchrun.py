@@ -106,3 +106,20 @@ def test_two_ranks_equal_one_process_and_a_killed_rank_is_resumed(data, tiny_che
     assert summary(out)["run"] == {"ranks": 1, "evaluated": total - len(logged), "reused": len(logged),
                                    "scored_twice": 0}
     assert (summary(out)["J"], summary(out)["F"]) == (s1["J"], s1["F"])
+
+
+def test_a_failing_rank_names_its_expression_and_the_run_stops(data, tiny_checkpoint, tmp_path):
+    """Rank 1 raises on its second expression (as a failing GPU would): it says which expression and why,
+    torchrun stops rank 0, which repeats the reason, keeps what is done, and nobody waits for a collective."""
+    out = tmp_path / "failing"
+    failed = run_eval(2, eval_args(data, tiny_checkpoint, out), SA2VA_I_EVAL_FAULT="rank=1,after=1,raise=1")
+    assert failed.returncode != 0
+    marker = json.loads((out / "parts" / "rank-1.done.json").read_text())
+    assert marker["ok"] is False and marker["error"] == "InjectedFault: SA2VA_I_EVAL_FAULT: injected fault"
+    status = json.loads((out / "parts" / "rank-1.status.json").read_text())
+    assert status["key"] == marker["key"] and status["done"] == 1
+    reason = f"rank 1 failed on {marker['key']} {marker['text']!r}: InjectedFault: SA2VA_I_EVAL_FAULT: injected fault"
+    assert f"sa2va-i-eval[rank 1]: {reason}" in failed.stderr
+    assert f"sa2va-i-eval[rank 0]: {reason}" in failed.stderr
+    kept = [json.loads(line) for p in out.glob("parts/rank-*.jsonl") for line in p.read_text().splitlines()]
+    assert marker["key"] not in {f"{r['video']}/{r['eid']}" for r in kept}

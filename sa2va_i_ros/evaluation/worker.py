@@ -29,9 +29,14 @@ from .overlays import ExtremesKeeper, overlay_strip
 from .settings import EvalSettings
 from .store import RunFolder, append_record
 
-# Test-only fault injection: "rank=R,after=K" makes rank R kill itself (SIGKILL, no clean-up) right after
-# logging its K-th record, as a crashed machine would.
+# Test-only fault injection: "rank=R,after=K" makes rank R kill itself (SIGKILL, no clean-up) once it has
+# logged K records, as a crashed machine would; "rank=R,after=K,raise=1" makes its next expression raise
+# RuntimeError instead, as a failing GPU would.
 FAULT_ENV = "SA2VA_I_EVAL_FAULT"
+
+
+class InjectedFault(RuntimeError):
+    """Raised by the test-only fault hook."""
 
 
 class VideoSegmenter(Protocol):
@@ -109,14 +114,15 @@ def checked_masks(masks, frames: list[np.ndarray]) -> list[np.ndarray]:
     return [np.asarray(m).astype(bool) for m in masks]
 
 
-def parse_fault(text: str | None) -> tuple[int, int] | None:
+def parse_fault(text: str | None) -> tuple[int, int, bool] | None:
+    """(rank, after, raise) of the fault hook, None when it is off."""
     if not text:
         return None
     try:
         fields = dict(part.split("=", 1) for part in text.split(","))
-        return int(fields["rank"]), int(fields["after"])
+        return int(fields["rank"]), int(fields["after"]), fields.get("raise", "0") == "1"
     except (KeyError, ValueError) as exc:
-        raise ValueError(f"{FAULT_ENV} must look like rank=1,after=2, got {text!r}") from exc
+        raise ValueError(f"{FAULT_ENV} must look like rank=1,after=2[,raise=1], got {text!r}") from exc
 
 
 class Worker:
@@ -156,6 +162,10 @@ class Worker:
                 cell, expr = self.cells[ci], self.expressions[ei]
                 self.current = (expr.key, expr.text)
                 self.status(cell=cell.label, key=expr.key, text=expr.text, done=n, total=len(items))
+                if self.fault and self.fault[:2] == (self.rank, n):
+                    if self.fault[2]:
+                        raise InjectedFault(f"{FAULT_ENV}: injected fault")
+                    os.kill(os.getpid(), signal.SIGKILL)
                 segmenter = self.segmenter(cell.settings)
                 if frames[0] != expr.video:
                     frames = (expr.video, expr.load_frames())
@@ -170,8 +180,6 @@ class Worker:
                 bar.update(1)
                 if on_record is not None:
                     on_record(ci, record)
-                if self.fault and self.fault[0] == self.rank and n + 1 >= self.fault[1]:
-                    os.kill(os.getpid(), signal.SIGKILL)
             self.current = ("", "")
             self.status(cell="", key="", text="", done=len(items), total=len(items))
             return None

@@ -322,6 +322,9 @@ class Evaluation:
         except (KeyboardInterrupt, Terminated) as exc:
             interrupted = 143 if isinstance(exc, Terminated) else 130
             self.say("interrupted: merging what is done; continue with --resume")
+            # torchrun stops every rank when one fails: say which one and why, if it could tell
+            problems = [failure_text(m) for r in range(1, dist.world_size)
+                        if (m := markers.done(r)) is not None and not m.get("ok")]
         finally:
             _on_sigterm(previous)
             monitor.close()
