@@ -88,7 +88,7 @@ def test_oracle_scores_one(synthetic, tmp_path, monkeypatch):
     assert (summary["J"], summary["F"], summary["J&F"]) == (1.0, 1.0, 1.0)
     assert summary["complete"] and summary["expressions"] == summary["done"] == 3 and summary["errors"] == 0
     assert summary["options"]["num_frames"] == 8 and summary["model"] == "double"
-    row = "| double | 8 | first | first | 3/3 | 0 | 100.00 | 100.00 | 100.00 |"
+    row = "| double | 8 | first | first (1) | - | 3/3 | 0 | 100.00 | 100.00 | 100.00 |"
     assert row in (out / "summary.md").read_text()
 
 
@@ -238,7 +238,7 @@ def test_missing_pipeline_and_missing_data_are_clear_errors(synthetic, tmp_path,
     assert "(sa2va_i_ros.core.pipeline.VideoPipeline) cannot be imported" in capsys.readouterr().err
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())  # written before the model loads
     assert summary["done"] == 0 and "J" not in summary and "submission" not in summary
-    assert "| 0/3 | 0 | - | - | - |" in (tmp_path / "out" / "summary.md").read_text()
+    assert "| - | 0/3 | 0 | - | - | - |" in (tmp_path / "out" / "summary.md").read_text()
     assert run(tmp_path / "absent", tmp_path / "out2") == 2
     assert "absent is missing" in capsys.readouterr().err
 
@@ -312,7 +312,7 @@ def test_grid_runs_every_setting_with_one_model_and_prints_the_table(synthetic, 
     best = json.loads((out / "num_frames=8,prompt_frames=all" / "summary.json").read_text())["J&F"]
     assert best == 1.0 > first
     assert f"| {100 * (best - first):+.1f} |" in next(line for line in lines if line.startswith("| 8 | all (8) |"))
-    assert "Fixed: sampling first." in lines
+    assert "Fixed: sampling first, SaSaSa2VA mode -." in lines
     rows = json.loads((out / "ablation.json").read_text())["rows"]
     assert [r["settings"]["num_frames"] for r in rows] == [5, 5, 8, 8]
     # the grid's report shows the per-setting plot and links every setting's own report
@@ -341,7 +341,7 @@ def test_grid_errors(synthetic, tmp_path, monkeypatch, capsys):
     root, truth = synthetic
     use(monkeypatch, OracleSegmenter(truth))
     assert run(root, tmp_path / "g", "--grid", "frames=5,8") == 2
-    assert "unknown setting 'frames'; settings: num_frames, sampling, prompt_frames" in capsys.readouterr().err
+    assert "unknown setting 'frames'; settings: num_frames, sampling, prompt_frames, mode" in capsys.readouterr().err
 
 
 def test_report_plots_and_best_and_worst_overlays(synthetic, tmp_path, monkeypatch):

@@ -9,6 +9,9 @@ ablation table and is handed to the model:
 * ``stage="load"``: passed to ``load_segmenter(..., **load_kwargs)``; the grid
   loads one model per distinct combination of load-stage values and reuses it.
 
+A setting whose default is None is optional: None means "not given", is not
+passed to the model (its own default applies) and is shown as "-".
+
 Adding a setting is one field here (see /work/official/NOTES.md and
 docs/EVALUATION.md); the tool needs no other change.
 """
@@ -22,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sa2va_i_ros.core.sampling import SAMPLING_MODES, sample_indices, unique_in_order
+from sa2va_i_ros.core.sasasa2va.modes import MODES as SASASA2VA_MODES
 
 
 class SettingsError(ValueError):
@@ -63,6 +67,10 @@ def _prompt_frames_shown(s: EvalSettings) -> str:
     return "first (1)" if s.prompt_frames == "first" else f"all ({s.num_frames})"
 
 
+def _mode_shown(s: EvalSettings) -> str:
+    return "-" if s.mode is None else f"SaSaSa2VA {s.mode}"
+
+
 @dataclass(frozen=True)
 class EvalSettings:
     """One evaluation setting. New settings: one ``knob`` field each (docs/EVALUATION.md)."""
@@ -73,23 +81,29 @@ class EvalSettings:
                          help="which frames it sees: Sa2VA-i's uniform (default) or Sa2VA's first N")
     prompt_frames: str = knob("all", choices=("all", "first"), label="SAM2 prompt frames", show=_prompt_frames_shown,
                               help="SAM2 prompted with the mask of every sampled frame (default) or the first only")
+    mode: str | None = knob(None, choices=SASASA2VA_MODES, label="SaSaSa2VA mode", show=_mode_shown,
+                            help="SaSaSa2VA checkpoints only: inference mode (default uniform; docs/SASASA2VA.md)")
 
     def __post_init__(self):
         for name, spec in knobs().items():
             value = getattr(self, name)
-            if spec.choices is not None and value not in spec.choices:
+            if spec.choices is not None and value not in spec.choices and not _optional_unset(name, value):
                 raise SettingsError(f"{name} must be one of {', '.join(map(str, spec.choices))}, got {value!r}")
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     def call_kwargs(self) -> dict:
-        """What ``segmenter.segment`` takes."""
-        return {n: getattr(self, n) for n, s in knobs().items() if s.stage == "call"}
+        """What ``segmenter.segment`` takes (optional settings only when given)."""
+        return self._kwargs("call")
 
     def load_kwargs(self) -> dict:
         """What ``load_segmenter`` takes beyond model, device, dtype (empty unless a load-stage knob exists)."""
-        return {n: getattr(self, n) for n, s in knobs().items() if s.stage == "load"}
+        return self._kwargs("load")
+
+    def _kwargs(self, stage: str) -> dict:
+        return {n: getattr(self, n) for n, s in knobs().items()
+                if s.stage == stage and not _optional_unset(n, getattr(self, n))}
 
     def load_key(self) -> tuple:
         """Settings with equal keys share one loaded model."""
@@ -97,7 +111,9 @@ class EvalSettings:
 
     def shown(self, name: str) -> str:
         spec = knobs()[name]
-        return spec.show(self) if spec.show else str(getattr(self, name))
+        if spec.show:
+            return spec.show(self)
+        return "-" if _optional_unset(name, getattr(self, name)) else str(getattr(self, name))
 
     def slug(self, names: Sequence[str]) -> str:
         """Folder name of a grid cell: ``num_frames=5,sampling=uniform`` (unsafe characters replaced)."""
@@ -106,9 +122,13 @@ class EvalSettings:
 
     def frames_seen(self, num_video_frames: int) -> int | None:
         """Distinct frames the language model sees on a video of that length (None for other samplers)."""
-        if self.sampling not in SAMPLING_MODES:
-            return None
+        if self.mode is not None or self.sampling not in SAMPLING_MODES:
+            return None  # SaSaSa2VA shows it 100 frames in clips, by its own plan
         return len(unique_in_order(sample_indices(num_video_frames, self.num_frames, self.sampling)))
+
+
+def _optional_unset(name: str, value) -> bool:
+    return value is None and _DEFAULTS[name] is None
 
 
 def knobs() -> dict[str, Knob]:
@@ -178,3 +198,6 @@ def _argparse_type(name: str):
 
     convert.__name__ = name
     return convert
+
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(EvalSettings)}

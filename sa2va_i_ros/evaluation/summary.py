@@ -10,7 +10,7 @@ import numpy as np
 
 from .datasets import Expression
 from .metrics import dataset_scores
-from .settings import knobs
+from .settings import EvalSettings, knobs
 from .store import write_atomic
 
 PROTOCOL = ("per frame: DAVIS db_eval_iou and f_measure (bound_th 0.008); per expression: means over all "
@@ -53,10 +53,11 @@ def write_summary(folder: Path, summary: dict) -> None:
     else:
         scores = ["server" if "submission" in summary else "-"] * 3
     settings = knobs()
+    shown = EvalSettings(**{n: o[n] for n in settings if n in o})
     header = ["model", *(s.label for s in settings.values()), "expressions", "errors", "J", "F", "J&F"]
     align = ["---", *("---:" if isinstance(o.get(n), int) else "---" for n in settings), "---:", "---:",
              "---:", "---:", "---:"]
-    row = [summary["model"], *(str(o.get(n)) for n in settings), f"{summary['done']}/{summary['expressions']}",
+    row = [summary["model"], *(shown.shown(n) for n in settings), f"{summary['done']}/{summary['expressions']}",
            str(summary["errors"]), *scores]
     run = summary.get("run", {})
     ranks = f" over {run['ranks']} ranks" if run.get("ranks", 1) > 1 else ""

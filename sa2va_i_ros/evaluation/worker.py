@@ -47,6 +47,9 @@ class VideoSegmenter(Protocol):
         ...
 
 
+Extra = Callable[[EvalSettings, Expression], dict]
+
+
 class LoadFailed(RuntimeError):
     """The model could not be loaded."""
 
@@ -71,15 +74,19 @@ class Failure:
 
 def evaluate_expression(expr: Expression, frames: list[np.ndarray], segmenter: VideoSegmenter,
                         settings: EvalSettings, out: Path, save_masks: bool = False,
-                        keeper: ExtremesKeeper | None = None) -> dict:
-    """One results record: J, F, J&F (when the split has ground truth) or the error."""
+                        keeper: ExtremesKeeper | None = None, extra: Extra | None = None) -> dict:
+    """One results record: J, F, J&F (when the split has ground truth) or the error.
+
+    ``extra(settings, expr)``: per-expression keyword arguments for ``segment`` (SaSaSa2VA's q_frame
+    selection); a ValueError there is this expression's error."""
     from sa2va_i_ros.tools.media import write_mask
 
     record = {"video": expr.video, "eid": expr.eid, "exp": expr.text, "frames": len(frames),
               "seen": settings.frames_seen(len(frames))}
     t0 = time.perf_counter()
     try:
-        masks = segmenter.segment(frames, expr.text, **settings.call_kwargs())
+        options = {**settings.call_kwargs(), **(extra(settings, expr) if extra else {})}
+        masks = segmenter.segment(frames, expr.text, **options)
         masks = checked_masks(masks, frames)
     except (Sa2VAError, ValueError) as exc:
         record.update(error=f"{type(exc).__name__}: {exc}", seconds=round(time.perf_counter() - t0, 3))
@@ -130,10 +137,10 @@ class Worker:
 
     def __init__(self, *, rank: int, world_size: int, cells: Sequence[Cell], expressions: Sequence[Expression],
                  load: Callable[[EvalSettings], VideoSegmenter], save_masks: bool, examples: int,
-                 status: Callable[..., None], show_bar: bool):
+                 status: Callable[..., None], show_bar: bool, extra: Extra | None = None):
         self.rank, self.world_size = rank, world_size
         self.cells, self.expressions = cells, expressions
-        self.load, self.save_masks, self.status = load, save_masks, status
+        self.load, self.save_masks, self.status, self.extra = load, save_masks, status, extra
         self.keepers = [ExtremesKeeper(c.folder.path / "overlays", examples) for c in cells]
         self.show_bar = show_bar
         self.load_s = 0.0
@@ -170,7 +177,7 @@ class Worker:
                 if frames[0] != expr.video:
                     frames = (expr.video, expr.load_frames())
                 record = evaluate_expression(expr, frames[1], segmenter, cell.settings, cell.folder.path,
-                                             self.save_masks, self.keepers[ci])
+                                             self.save_masks, self.keepers[ci], self.extra)
                 if "error" in record:
                     tqdm.write(f"sa2va-i-eval: {expr.key} {expr.text!r}: {record['error']}", file=sys.stderr)
                 if ci not in handles:

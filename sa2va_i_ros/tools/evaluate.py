@@ -51,7 +51,7 @@ from sa2va_i_ros.evaluation.summary import headline, summarize, write_summary
 from sa2va_i_ros.evaluation.worker import Cell, LoadFailed, VideoSegmenter, Worker
 
 # Options that change the numbers besides the settings: a resumed run must keep them.
-RUN_OPTIONS = ("dataset", "split", "model", "dtype", "original_sam2")
+RUN_OPTIONS = ("dataset", "split", "model", "dtype", "original_sam2", "q_frame_file")
 
 
 class SegmenterUnavailable(RuntimeError):
@@ -72,14 +72,38 @@ def result_options() -> tuple[str, ...]:
 
 def load_segmenter(model: str, device: str = "cpu", dtype: str = "float32", original_sam2: str | None = None,
                    **load_settings) -> VideoSegmenter:
-    """The project's offline pipeline on a checkpoint directory or hub id."""
+    """The project's offline pipeline for the checkpoint's kind (Sa2VA-i or SaSaSa2VA, from config.json)."""
     try:
-        # VideoPipeline implements VideoSegmenter; it imports torch and sam2, which a bare install may lack
-        from sa2va_i_ros.core.pipeline import VideoPipeline
+        # both pipelines implement VideoSegmenter; they import torch and sam2, which a bare install may lack
+        from sa2va_i_ros.core.pipeline import load_video_pipeline
     except ImportError as exc:
         raise SegmenterUnavailable(f"the inference pipeline (sa2va_i_ros.core.pipeline.VideoPipeline) cannot "
                                    f"be imported: {exc}") from exc
-    return VideoPipeline.load(model, device=device, dtype=dtype, original_sam2=original_sam2, **load_settings)
+    return load_video_pipeline(model, device=device, dtype=dtype, original_sam2=original_sam2, **load_settings)
+
+
+def load_q_frames(path: str) -> dict:
+    """SaSaSa2VA's selected_frames.json: {video: {"selected_frames": {eid: [100 frame indices]}}}."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return {(video, str(eid)): list(ids) for video, entry in data.items()
+                for eid, ids in entry["selected_frames"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UsageError(f"{path}: not a selected_frames.json ({exc})") from exc
+
+
+def q_frame_option(path: str | None, selected: dict | None):
+    """The per-expression ``q_frame`` selection of SaSaSa2VA's q_frame mode (nothing for other settings)."""
+
+    def extra(settings: EvalSettings, expr: Expression) -> dict:
+        if settings.mode != "q_frame":
+            return {}
+        key = (expr.video, str(expr.eid))
+        if selected is None or key not in selected:
+            raise ValueError(f"{path} has no selected frames for {expr.video}/{expr.eid}")
+        return {"q_frame": selected[key]}
+
+    return extra
 
 
 def _positive(text: str) -> int:
@@ -107,6 +131,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--grid", nargs="+", metavar="NAME=V1,V2", default=None,
                    help=f"evaluate every combination (one model load per distinct model); settings: "
                         f"{', '.join(knobs())}; e.g. --grid num_frames=5,8 sampling=uniform,first")
+    p.add_argument("--q-frame-file", default=None,
+                   help="--mode q_frame: selected_frames.json ({video: {selected_frames: {eid: [100 ids]}}})")
     p.add_argument("--device", default="cpu",
                    help="cpu, cuda or cuda:N; under torchrun, cuda means cuda:LOCAL_RANK")
     p.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
@@ -137,7 +163,7 @@ def make_cells(args: argparse.Namespace, split: str) -> tuple[list[Cell], list[s
     for s in settings:
         options = {"dataset": args.dataset, "split": split, "root": str(args.root), "model": args.model,
                    **s.as_dict(), "device": args.device, "dtype": args.dtype, "original_sam2": args.original_sam2,
-                   "limit": args.limit}
+                   "limit": args.limit, "q_frame_file": args.q_frame_file}
         folder = RunFolder(out / s.slug(names) if axes else out)
         cells.append(Cell(s, folder, options, s.slug(names) if axes else "run"))
     return cells, names
@@ -150,7 +176,10 @@ def main(argv=None) -> int:
     try:
         dist = Dist.from_env()
         cells, axes = make_cells(args, split)
-    except (DistError, SettingsError) as exc:
+        if any(c.settings.mode == "q_frame" for c in cells) != (args.q_frame_file is not None):
+            raise UsageError("--mode q_frame and --q-frame-file go together")
+        args.q_frames = load_q_frames(args.q_frame_file) if args.q_frame_file else None
+    except (DistError, SettingsError, UsageError) as exc:
         print(f"sa2va-i-eval: {exc}", file=sys.stderr)
         return 2
     try:
@@ -296,14 +325,18 @@ class Evaluation:
 
         def load(settings: EvalSettings) -> VideoSegmenter:
             try:
-                return load_segmenter(args.model, self.device, args.dtype, args.original_sam2,
-                                      **settings.load_kwargs())
+                segmenter = load_segmenter(args.model, self.device, args.dtype, args.original_sam2,
+                                           **settings.load_kwargs())
             except (SegmenterUnavailable, Sa2VAError, ValueError, OSError) as exc:
                 raise LoadFailed(f"cannot load {args.model}: {exc}") from exc
+            if settings.mode is not None and not hasattr(segmenter, "modes"):
+                raise LoadFailed(f"--mode is for SaSaSa2VA checkpoints; {args.model} is a Sa2VA / Sa2VA-i one")
+            return segmenter
 
         worker = Worker(rank=dist.rank, world_size=dist.world_size, cells=self.cells, expressions=self.expressions,
                         load=load, save_masks=args.save_masks, examples=args.report_examples,
-                        status=lambda **info: markers.write_status(dist.rank, **info), show_bar=many)
+                        status=lambda **info: markers.write_status(dist.rank, **info), show_bar=many,
+                        extra=q_frame_option(args.q_frame_file, args.q_frames))
         if not dist.is_main:
             failure = worker.run(items)
             return self.finish_rank(markers, failure, len(items))
@@ -399,7 +432,7 @@ class Evaluation:
         rows = ablation.rows(settings, summaries, self.axes)
         dataset = f"{self.args.dataset} {self.split}".strip()
         header, body = ablation.table(rows, self.axes, dataset)
-        fixed = {k: v for k, v in settings[0].as_dict().items() if k not in self.axes}
+        fixed = {k: settings[0].shown(k) for k in knobs() if k not in self.axes}
         title = f"Ablation: {self.args.model} on {dataset}"
         text = ablation.markdown(header, body, fixed, title)
         write_atomic(self.out / "ablation.md", text)
