@@ -52,11 +52,12 @@ def synthetic(tmp_path):
 
 
 def use(monkeypatch, segmenter) -> list[tuple]:
-    """Make the tool load ``segmenter``; returns the list of load calls."""
+    """Make the tool load ``segmenter``; returns the list of load calls (revision and lm_devices: keywords the
+    tool always passes, as the node does)."""
     loads = []
 
-    def load(model, device="cpu", dtype="float32", original_sam2=None):
-        loads.append((model, device, dtype, original_sam2))
+    def load(model, device="cpu", dtype="float32", original_sam2=None, *, revision, lm_devices):
+        loads.append((model, device, dtype, original_sam2, revision, lm_devices))
         return segmenter
 
     monkeypatch.setattr(evaluate, "load_segmenter", load)
@@ -78,7 +79,7 @@ def test_oracle_scores_one(synthetic, tmp_path, monkeypatch):
     loads = use(monkeypatch, oracle)
     out = tmp_path / "out"
     assert run(root, out, "--num-frames", "8", "--sampling", "first", "--prompt-frames", "first") == 0
-    assert loads == [("double", "cpu", "float32", None)]
+    assert loads == [("double", "cpu", "float32", None, None, None)]
     assert sorted(c[1] for c in oracle.calls) == sorted(truth)
     assert {c[0] for c in oracle.calls} == {4} and {c[2:] for c in oracle.calls} == {(8, "first", "first")}
     records = read_results(out)

@@ -51,7 +51,7 @@ from sa2va_i_ros.evaluation.summary import headline, summarize, write_summary
 from sa2va_i_ros.evaluation.worker import Cell, LoadFailed, VideoSegmenter, Worker
 
 # Options that change the numbers besides the settings: a resumed run must keep them.
-RUN_OPTIONS = ("dataset", "split", "model", "dtype", "original_sam2", "q_frame_file")
+RUN_OPTIONS = ("dataset", "split", "model", "revision", "dtype", "original_sam2", "q_frame_file")
 
 
 class SegmenterUnavailable(RuntimeError):
@@ -137,6 +137,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="cpu, cuda or cuda:N; under torchrun, cuda means cuda:LOCAL_RANK")
     p.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
     p.add_argument("--original-sam2", default=None, help="SAM 2.0 safetensors (plain Sa2VA checkpoints only)")
+    # as the node's model_revision and lm_devices parameters (ros/parameters.py): handed to the loader as given
+    p.add_argument("--revision", default=None, help="hub revision (branch, tag or commit) of a hub model")
+    p.add_argument("--lm-devices", default=None,
+                   help="spread the language model's layers over these devices, e.g. cuda:0,cuda:1 (every rank "
+                        "uses the same list: under torchrun give each rank its own machine, --nproc-per-node 1)")
     p.add_argument("--limit", type=_positive, default=None, help="only the first K expressions (smoke runs)")
     p.add_argument("--out", default="eval_out", help="output folder (default eval_out)")
     p.add_argument("--resume", action="store_true", help="keep finished expressions (any number of ranks before)")
@@ -163,7 +168,8 @@ def make_cells(args: argparse.Namespace, split: str) -> tuple[list[Cell], list[s
     for s in settings:
         options = {"dataset": args.dataset, "split": split, "root": str(args.root), "model": args.model,
                    **s.as_dict(), "device": args.device, "dtype": args.dtype, "original_sam2": args.original_sam2,
-                   "limit": args.limit, "q_frame_file": args.q_frame_file}
+                   "revision": args.revision, "lm_devices": args.lm_devices, "limit": args.limit,
+                   "q_frame_file": args.q_frame_file}
         folder = RunFolder(out / s.slug(names) if axes else out)
         cells.append(Cell(s, folder, options, s.slug(names) if axes else "run"))
     return cells, names
@@ -195,6 +201,7 @@ class Evaluation:
         self.expressions: list[Expression] = []
         self.device = dist.device_for(args.device)
         self.timing = {"load_s": 0.0}
+        self.load_report: dict | None = None  # the loader's report of rank 0's first model (placement, dtypes)
 
     def say(self, text: str) -> None:
         who = f"sa2va-i-eval[rank {self.dist.rank}]" if self.dist.world_size > 1 else "sa2va-i-eval"
@@ -315,7 +322,10 @@ class Evaluation:
         before = self.prior[ci].records
         reused = sum(1 for e in self.expressions if e.key in before and "error" not in before[e.key])
         run = {"ranks": self.dist.world_size, "evaluated": evaluated, "reused": reused, "scored_twice": scored_twice}
-        return summarize(self.expressions, results, self.cells[ci].options, dict(self.timing), run)
+        summary = summarize(self.expressions, results, self.cells[ci].options, dict(self.timing), run)
+        if self.load_report is not None:
+            summary["load"] = self.load_report
+        return summary
 
     # -- every rank: its share; rank 0 then merges ----------------------------------------------
     def work(self, plan: dict, markers: Markers) -> int:
@@ -326,11 +336,16 @@ class Evaluation:
         def load(settings: EvalSettings) -> VideoSegmenter:
             try:
                 segmenter = load_segmenter(args.model, self.device, args.dtype, args.original_sam2,
+                                           revision=args.revision, lm_devices=args.lm_devices,
                                            **settings.load_kwargs())
             except (SegmenterUnavailable, Sa2VAError, ValueError, OSError) as exc:
-                raise LoadFailed(f"cannot load {args.model}: {exc}") from exc
+                at = f" (revision {args.revision})" if args.revision else ""
+                raise LoadFailed(f"cannot load {args.model}{at}: {exc}") from exc
             if settings.mode is not None and not hasattr(segmenter, "modes"):
                 raise LoadFailed(f"--mode is for SaSaSa2VA checkpoints; {args.model} is a Sa2VA / Sa2VA-i one")
+            report = getattr(getattr(segmenter, "engine", None), "load_report", None)
+            if self.load_report is None and isinstance(report, dict):
+                self.load_report = dict(report)
             return segmenter
 
         worker = Worker(rank=dist.rank, world_size=dist.world_size, cells=self.cells, expressions=self.expressions,
