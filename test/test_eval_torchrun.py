@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -71,11 +72,23 @@ def summary(out) -> dict:
     return json.loads((out / "summary.json").read_text())
 
 
+def assert_progress_bars(stderr: str, totals: dict[str, int]) -> None:
+    """Each bar (tqdm, on stderr) showed an estimated time left part-way and ended full."""
+    lines = re.split(r"[\r\n]+", stderr)
+    for label, total in totals.items():
+        states = [m.groups() for line in lines
+                  if (m := re.search(rf"{label}: +\d+%\|[^|]*\| (\d+)/{total} \[(\d+:\d+)<([0-9:?]+)", line))]
+        assert states, f"no progress bar {label!r} in:\n{stderr[-3000:]}"
+        assert any(0 < int(n) < total and left != "?" for n, _, left in states), (label, states)
+        assert int(states[-1][0]) == total, (label, states)
+
+
 def test_two_ranks_equal_one_process_and_a_killed_rank_is_resumed(data, tiny_checkpoint, tmp_path):
     total = 5 * len(LENGTHS)
     one = run_eval(None, eval_args(data, tiny_checkpoint, tmp_path / "one"))
     assert one.returncode == 0, one.stderr[-3000:]
     reference = scores(tmp_path / "one")
+    assert_progress_bars(one.stderr, {"synthetic": total})  # one process: its bar is named after the dataset
     assert len(reference) == total and [r[2] for r in reference] == [n for n in LENGTHS for _ in range(5)]
 
     # 2 ranks: the merged results are the one-process results, number for number, in the same order
@@ -88,6 +101,8 @@ def test_two_ranks_equal_one_process_and_a_killed_rank_is_resumed(data, tiny_che
     done = [json.loads((tmp_path / "two" / "parts" / f"rank-{r}.done.json").read_text()) for r in (0, 1)]
     assert all(d["ok"] for d in done) and sorted(d["evaluated"] for d in done) == [7, 8]  # frames 34 and 31
     assert not list((tmp_path / "two" / "parts").glob("rank-*.jsonl"))  # merged, then removed
+    assert_progress_bars(two.stderr, {"rank 0": done[0]["evaluated"], "rank 1": done[1]["evaluated"],
+                                      "all ranks": total})
 
     # rank 1 killed (SIGKILL) right after logging its first expression: torchrun stops the run
     out = tmp_path / "killed"
