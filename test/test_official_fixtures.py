@@ -10,8 +10,9 @@ the one the official code ran on) and the product must give the same:
 ids exactly, vectors within 1e-4, masks with IoU >= 0.999.
 
 Hiera-L at 1024 px costs seconds per frame on a CPU, so the SAM2 side runs for
-T=3 N=5 (duplicated samples, two [SEG]: three encodes) and the language side
-for every case.
+T=3 N=5 (duplicated samples, two [SEG]: three encodes) and T=12 N=5 (twelve
+encodes, seven frames propagated without a prompt), the language side for every
+case.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from sa2va_i_ros.core.prompt import build_prompt
 from sa2va_i_ros.core.sampling import sample_indices, unique_in_order
 
 LANGUAGE_CASES = ["dup_two_seg", "t12_n5", "t12_n12", "t37_n5", "t37_n12", "no_seg"]
-SAM2_CASES = ["dup_two_seg"]  # t12_n5 joins once its official SAM2 outputs are recorded (README)
+SAM2_CASES = ["dup_two_seg", "t12_n5"]
 
 pytestmark = pytest.mark.slow
 
