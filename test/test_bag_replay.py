@@ -10,6 +10,7 @@ import statistics
 
 import pytest
 
+from sa2va_i_ros.core.checkpoint.tiny import DEFAULT_ANSWER  # what the tiny checkpoint was built to say
 from sa2va_i_ros.synthetic.gt import read_gt
 from sa2va_i_ros.tools import make_bag
 from sa2va_i_ros.tools.replay_run import ReplayOptions, bag_depths, check_replay, run_replay
@@ -32,7 +33,7 @@ def test_replayed_bag_through_the_node(recording, tiny_checkpoint, storage):
     bag = recording / f"tabletop_{storage}"
     result = run_replay(ReplayOptions(bag=bag, model=tiny_checkpoint, query_after=20, stop_after_live=5))
     assert result.node_returncode == 0 and "Traceback" not in result.node_log, result.node_log[-3000:]
-    assert result.reply.answer == "Sure, [SEG]."
+    assert result.reply.answer == DEFAULT_ANSWER
     problems = check_replay(result, list(gt.stamps_ns), gt.frame_id, gt.camera_info["k"], bag_depths(bag))
     assert not problems, problems
 

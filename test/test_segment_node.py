@@ -14,6 +14,7 @@ from rclpy.parameter import Parameter
 from test_tracker_helpers import one_torch_thread  # noqa: F401  (autouse: one torch thread on a shared machine)
 
 from sa2va_i_ros.action import SegmentAndTrack
+from sa2va_i_ros.core.checkpoint.tiny import DEFAULT_ANSWER  # what the tiny checkpoint was built to say
 from sa2va_i_ros.msg import TrackEvent
 from sa2va_i_ros.ros.conversions import stamp_to_ns
 
@@ -61,7 +62,7 @@ def test_segment_returns_masks_and_every_output_carries_its_frames_header(harnes
     fresh_frames(harness, 0, 10, depth=True)
     r = harness.segment(QUERY, track=True)
     assert r.success, r.message
-    assert r.track_id > 0 and r.answer == "Sure, [SEG]." and r.window_frames == 10
+    assert r.track_id > 0 and r.answer == DEFAULT_ANSWER and r.window_frames == 10
     assert list(r.sampled_indices) == [0, 2, 4, 6, 9]
     assert [stamp_to_ns(s) for s in r.sampled_stamps] == [stamp_ns(i) for i in (0, 2, 4, 6, 9)]
     assert stamp_to_ns(r.object.header.stamp) == stamp_ns(9) and r.object.query == QUERY
@@ -140,7 +141,7 @@ def test_action_feedback_result_and_cancel(harness):
     result = send.result().get_result_async()
     harness.wait_for(result.done, "result")
     res = result.result().result
-    assert res.success and res.track_id > 0 and res.answer == "Sure, [SEG]."
+    assert res.success and res.track_id > 0 and res.answer == DEFAULT_ANSWER
     harness.wait_for(lambda: "tracking" in feedback, "the last feedback")
     assert feedback[:3] == ["sampling", "language_model", "decoding"] and "catching_up" in feedback
 

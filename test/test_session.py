@@ -13,6 +13,7 @@ import pytest
 from frames import NS, frame_rgb, stamp_ns
 from test_tracker_helpers import one_torch_thread  # noqa: F401  (autouse: one torch thread on a shared machine)
 
+from sa2va_i_ros.core.checkpoint.tiny import DEFAULT_ANSWER  # what the tiny checkpoint was built to say
 from sa2va_i_ros.core.frame_buffer import FrameBuffer
 from sa2va_i_ros.core.session import SegmentRequest, Session, Settings
 from sa2va_i_ros.core.tracker import TrackerConfig
@@ -75,7 +76,7 @@ def test_segment_then_track_every_new_frame(driver):
     assert driver.feed(0, 12) == []  # nothing tracked yet: frames are only buffered
     reply = driver.segment(SegmentRequest(QUERY))
     assert reply.success, reply.message
-    assert reply.track_id == 1 and reply.answer == "Sure, [SEG]."
+    assert reply.track_id == 1 and reply.answer == DEFAULT_ANSWER
     assert reply.window_frames == 12 and reply.sampled_indices == [0, 2, 5, 8, 11]
     assert [h["i"] for h in reply.sampled_headers] == [0, 2, 5, 8, 11]
     assert reply.newest.header == {"i": 11} and reply.newest.mask.shape == (96, 128)
