@@ -1,5 +1,5 @@
 """``sa2va-i-eval`` under torchrun: 2 ranks (gloo, CPU) on the tiny checkpoint equal one process, and a run
-whose rank 1 is killed mid-run is finished by a resume with another number of ranks, nothing scored twice.
+whose rank 1 is killed mid-run is finished by a resume with 3 ranks, nothing scored twice.
 
 torch's own launcher (``python -m torch.distributed.run``, i.e. ``torchrun``) starts the ranks with a static
 rendezvous on 127.0.0.1 and a free port; gloo is bound to the loopback interface: nothing leaves the machine.
@@ -114,12 +114,15 @@ def test_two_ranks_equal_one_process_and_a_killed_rank_is_resumed(data, tiny_che
               if p.exists() for r in map(json.loads, p.read_text().splitlines())}
     assert 1 <= len(logged) < total
 
-    # resumed by one process: only what is missing is evaluated, and the numbers are the same
-    resumed = run_eval(None, eval_args(data, tiny_checkpoint, out, "--resume"))
+    # resumed by 3 ranks (another number): only what is missing is evaluated, split over the 3, and the
+    # numbers are the same
+    resumed = run_eval(3, eval_args(data, tiny_checkpoint, out, "--resume"))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert scores(out) == reference
-    assert summary(out)["run"] == {"ranks": 1, "evaluated": total - len(logged), "reused": len(logged),
+    assert summary(out)["run"] == {"ranks": 3, "evaluated": total - len(logged), "reused": len(logged),
                                    "scored_twice": 0}
+    done = [json.loads((out / "parts" / f"rank-{r}.done.json").read_text()) for r in range(3)]
+    assert all(d["ok"] for d in done) and sum(d["evaluated"] for d in done) == total - len(logged)
     assert (summary(out)["J"], summary(out)["F"]) == (s1["J"], s1["F"])
 
 
