@@ -79,6 +79,26 @@ def test_marker_book_deletes_tracks_that_ended():
     assert {m.id for m in book.clear(HEADER).markers} == {3} and book.clear(HEADER) is None
 
 
+def test_a_frame_published_after_its_track_stopped_does_not_bring_its_markers_back():
+    """A frame that waited for its depth image goes out after the STOPPED of one of its tracks."""
+    book = MarkerBook()
+    book.frame(HEADER, [MarkedObject(1, "a", True), MarkedObject(2, "b", True)])
+    assert book.stop(HEADER, [1]) is not None
+    late = book.frame(HEADER, [MarkedObject(1, "a", True), MarkedObject(2, "b", True)])
+    assert {m.id for m in late.markers if m.action == Marker.ADD} == {2}
+    assert book.shown == {2}
+
+
+def test_clear_hides_every_marker_without_ending_the_tracks():
+    """Deactivate: nothing is shown any more, but the tracks go on after activate."""
+    book = MarkerBook()
+    book.frame(HEADER, [MarkedObject(4, "a", True)])
+    cleared = book.clear(HEADER)
+    assert {(m.ns, m.id, m.action) for m in cleared.markers} == {(ns, 4, Marker.DELETE) for ns in NAMESPACES}
+    again = book.frame(HEADER, [MarkedObject(4, "a", True)])
+    assert [m.id for m in again.markers if m.ns == "labels" and m.action == Marker.ADD] == [4]
+
+
 def test_frame_messages_hand_the_markers_the_published_centroid_and_points():
     h, w = 48, 64
     intr = Intrinsics(50.0, 50.0, 31.5, 23.5, w, h)

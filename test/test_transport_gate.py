@@ -32,6 +32,20 @@ def test_only_the_last_keep_stamps_are_remembered():
         TransportGate(keep=0)
 
 
+def test_a_stamp_sent_again_later_is_not_a_copy():
+    """A bag played in a loop sends the same stamps again a loop later: they must reach the buffer (whose stamp
+    gate recognises the restarted clock), not be skipped as copies."""
+    now = [0.0]
+    gate = TransportGate(max_age_s=1.0, clock=lambda: now[0])
+    gate.take(100)
+    now[0] = 0.01
+    assert gate.taken(100)  # the other transport's copy, milliseconds later
+    now[0] = 5.0
+    assert not gate.taken(100)  # the next loop
+    gate.take(100)
+    assert gate.taken(100) and len(gate._order) == 1
+
+
 def test_concurrent_takes_keep_the_bound():
     gate = TransportGate(keep=50)
 

@@ -101,12 +101,21 @@ def delete_markers(header, track_ids: Iterable[int], namespaces: Sequence[str] =
 
 
 class MarkerBook:
-    """Which tracks have markers out; turns each frame into a MarkerArray that also removes ended tracks."""
+    """Which tracks have markers out; turns each frame into a MarkerArray that also removes ended tracks.
+
+    Track ids are never reused, so a stopped id stays ended: a frame computed
+    before the stop but published after it (one that waited for its depth
+    image) does not bring its markers back.
+    """
+
+    ENDED_KEPT = 4096  # ended ids remembered (a frame is never that many stops late)
 
     def __init__(self):
         self.shown: set[int] = set()
+        self.ended: dict[int, None] = {}  # insertion-ordered set
 
     def frame(self, header, objects: Sequence[MarkedObject]) -> MarkerArray:
+        objects = [o for o in objects if o.track_id not in self.ended]
         ids = [o.track_id for o in objects]
         gone = sorted(self.shown - set(ids))
         markers = delete_markers(header, gone)
@@ -117,9 +126,17 @@ class MarkerBook:
 
     def stop(self, header, track_ids: Iterable[int]) -> MarkerArray | None:
         """Deletes for tracks that ended between frames (stop_tracking, replaced, cleanup); None if none shown."""
-        gone = sorted(self.shown & set(track_ids))
+        track_ids = set(track_ids)
+        for i in track_ids:
+            self.ended[i] = None
+        while len(self.ended) > self.ENDED_KEPT:
+            del self.ended[next(iter(self.ended))]
+        gone = sorted(self.shown & track_ids)
         self.shown -= set(gone)
         return MarkerArray(markers=delete_markers(header, gone)) if gone else None
 
     def clear(self, header) -> MarkerArray | None:
-        return self.stop(header, set(self.shown))
+        """Deletes for every shown marker (deactivate, cleanup); the tracks are not ended by it: a later frame
+        of one shows it again."""
+        gone, self.shown = sorted(self.shown), set()
+        return MarkerArray(markers=delete_markers(header, gone)) if gone else None

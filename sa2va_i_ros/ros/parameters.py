@@ -74,6 +74,9 @@ PARAMETERS: tuple[Param, ...] = (
     # inputs
     Param("image_qos", "sensor_data", "QoS of the image/depth subscriptions: sensor_data (best effort), "
           "reliable or system_default", "activate", choices=("sensor_data", "reliable", "system_default")),
+    Param("image_transport", "raw", "camera input: raw (sensor_msgs/Image on image, depth), compressed "
+          "(image_transport's <image>/compressed JPEG/PNG and <depth>/compressedDepth) or both (the first copy "
+          "of each frame wins)", "activate", choices=("raw", "compressed", "both")),
     Param("image_queue_depth", 2, "subscription queue depth (small: the node buffers frames itself)",
           "activate", low=1, high=100),
     Param("use_depth", False, "subscribe to depth and camera_info; publish 3D centroids and object points",

@@ -42,18 +42,22 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data, qo
 from rclpy.task import Future
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
+from visualization_msgs.msg import MarkerArray
 
 from sa2va_i_ros.action import SegmentAndTrack
 from sa2va_i_ros.core.frame_buffer import FrameBuffer
 from sa2va_i_ros.core.geometry import GeometryError
 from sa2va_i_ros.core.image_codec import ImageDecodeError
 from sa2va_i_ros.core.session import SegmentRequest, Settings
+from sa2va_i_ros.core.transport_gate import TransportGate
 from sa2va_i_ros.msg import Timing, TrackedObjectArray, TrackEvent
 from sa2va_i_ros.srv import Segment, StopTracking
 
 from . import conversions as conv
+from .camera_inputs import camera_subscriptions, depth_subscriptions
 from .depth_pairing import DepthPairer
 from .diagnostics import ERROR, OK, WARN, Percentiles, RateMeter, diagnostic_array, status
+from .markers import MarkerBook
 from .outputs import frame_messages
 from .parameters import BY_NAME, check_together, check_value, declare_all, read_all
 
@@ -137,6 +141,8 @@ class SegmentNode(LifecycleNode):
         self._camera_info: CameraInfo | None = None
         self._pairer = DepthPairer()
         self._use_depth = False
+        self._gate: TransportGate | None = None  # image_transport both: the first copy of a frame wins
+        self._markers = MarkerBook()
         self._out_lock = threading.Lock()  # the depth pairer: worker thread and depth callbacks
         self._counts: dict[str, int] = {}
         self.images_received = 0  # image callbacks run (whatever became of the image)
@@ -160,6 +166,10 @@ class SegmentNode(LifecycleNode):
                                     goal_service_qos_profile=REQUEST_QOS, result_service_qos_profile=REQUEST_QOS,
                                     cancel_service_qos_profile=REQUEST_QOS)
         self._events_pub = self.create_publisher(TrackEvent, "~/events", QoSProfile(depth=100))
+        # a plain publisher, as ~/events: a track's DELETE markers must reach RViz whenever it ends (cleanup
+        # and deactivate included), not only while the lifecycle publishers are active
+        self._markers_pub = self.create_publisher(MarkerArray, "~/markers",
+                                                  QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(self.get_parameter("diagnostics_period").value, self._publish_diagnostics,
                                              callback_group=self._diag_group)
@@ -226,18 +236,20 @@ class SegmentNode(LifecycleNode):
         if p["image_qos"] != "reliable":
             profile = QoSProfile(depth=p["image_queue_depth"], reliability=profile.reliability,
                                  durability=profile.durability, history=profile.history)
-        g = self._frames_group
-        self._subs = [self.create_subscription(Image, "image", self._on_image, profile, callback_group=g)]
+        g, transport = self._frames_group, p["image_transport"]
+        self._gate = TransportGate() if transport == "both" else None
+        self._subs = camera_subscriptions(self, transport, self._on_image, profile, g)
         if p["use_depth"]:
             self._pairer = DepthPairer(round(p["depth_sync_tolerance"] * 1e9), p["depth_wait"])
             d = self._depth_group
-            self._subs += [self.create_subscription(Image, "depth", self._on_depth, profile, callback_group=d),
+            self._subs += [*depth_subscriptions(self, transport, self._on_depth, profile, d),
                            self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, 10,
                                                     callback_group=d),
                            self.create_timer(0.02, self._expire_pending, callback_group=d)]
         self._use_depth = p["use_depth"]
         self.active = True
-        self.get_logger().info(f"active: image QoS {p['image_qos']}, depth {'on' if p['use_depth'] else 'off'}")
+        self.get_logger().info(f"active: image QoS {p['image_qos']}, transport {transport}, "
+                               f"depth {'on' if p['use_depth'] else 'off'}")
         return super().on_activate(state)  # the lifecycle publishers go live
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
@@ -250,6 +262,7 @@ class SegmentNode(LifecycleNode):
         self._subs = []
         with self._out_lock:
             self._publish_ready(self._pairer.flush())
+            self._publish_markers(self._markers.clear(self._newest_header()))  # no more outputs: RViz forgets
         return super().on_deactivate(state)
 
     def on_cleanup(self, state) -> TransitionCallbackReturn:
@@ -268,7 +281,9 @@ class SegmentNode(LifecycleNode):
         self.active = False
         worker, self.worker = self.worker, None
         if worker is not None:
-            worker.close(f"{reason} while this request was served")
+            worker.close(f"{reason} while this request was served")  # STOPPED (and DELETE markers) per track
+        with self._out_lock:
+            self._publish_markers(self._markers.clear(self._newest_header(worker)))
         self.session = None
         for pub in self._pubs.values():
             self.destroy_lifecycle_publisher(pub)
@@ -308,7 +323,7 @@ class SegmentNode(LifecycleNode):
         self._camera_info = msg
 
     @guarded
-    def _on_depth(self, msg: Image) -> None:
+    def _on_depth(self, msg) -> None:
         with self._out_lock:
             self._publish_ready(self._pairer.add_depth(conv.stamp_to_ns(msg.header.stamp), msg))
 
@@ -326,23 +341,30 @@ class SegmentNode(LifecycleNode):
             self._publish_frame(out, rgb, depth_msg)
 
     @guarded
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, msg, decode) -> None:
+        """A colour frame from any transport; ``decode(msg)`` gives its RGB (raw: a view, compressed: decoded)."""
         self.images_received += 1
         worker = self.worker
         if not self.active or worker is None:
             return
         t0 = time.perf_counter()
+        stamp = conv.stamp_to_ns(msg.header.stamp)
+        gate = self._gate
+        if gate is not None and gate.taken(stamp):  # the other transport's copy of this frame came first
+            return
         self._in_rate.tick()
         try:
-            rgb = conv.image_to_rgb(msg)
+            rgb = decode(msg)
         except ImageDecodeError as exc:
             self._count(f"image {type(exc).__name__}", f"image dropped: {exc}")
             return
         try:
-            result = worker.offer_frame(conv.copy_header(msg.header), conv.stamp_to_ns(msg.header.stamp), rgb)
+            result = worker.offer_frame(conv.copy_header(msg.header), stamp, rgb)
         except ValueError as exc:
             self._count("image rejected", f"image dropped: {exc}")
             return
+        if gate is not None and (result.push.accepted or result.push.code == "held"):
+            gate.take(stamp)  # buffered, or held by the stamp gate: another copy would only repeat it
         if result.clock_reset:
             self.get_logger().warning(f"image stamps jumped back: {result.push.reason}")
             with self._out_lock:
@@ -380,6 +402,19 @@ class SegmentNode(LifecycleNode):
         header = conv.copy_header(header) if header is not None else Header()
         self._events_pub.publish(TrackEvent(header=header, track_id=track_id, query=query, event=EVENT_KINDS[kind],
                                             score=float(score)))
+        if kind == "stopped":  # stopped, replaced, cleaned up: RViz forgets it even if no frame follows
+            with self._out_lock:
+                self._publish_markers(self._markers.stop(header, [track_id]))
+
+    def _publish_markers(self, markers) -> None:
+        if markers is not None:
+            self._markers_pub.publish(markers)
+
+    def _newest_header(self, worker=None) -> Header:
+        """The newest camera frame's header (for DELETE markers sent between frames)."""
+        worker = worker or self.worker
+        newest = worker._newest if worker is not None else None
+        return conv.copy_header(newest.header) if newest is not None else Header()
 
     def _depth_for(self, depth_msg):
         """Depth (metres) and intrinsics for a frame, or (None, None) with the reason counted."""
@@ -389,7 +424,7 @@ class SegmentNode(LifecycleNode):
             self._count("no camera_info", "no camera_info received: 3D output skipped")
             return None, None
         try:
-            return conv.image_to_depth(depth_msg), conv.camera_info_to_intrinsics(self._camera_info)
+            return conv.any_to_depth(depth_msg), conv.camera_info_to_intrinsics(self._camera_info)
         except (ImageDecodeError, GeometryError) as exc:
             self._count(f"depth {type(exc).__name__}", f"depth unusable: {exc}")
             return None, None
@@ -408,6 +443,7 @@ class SegmentNode(LifecycleNode):
             pubs["points"].publish(msgs.points)
         if msgs.overlay is not None:
             pubs["overlay"].publish(msgs.overlay)
+        self._publish_markers(self._markers.frame(out.header, msgs.marked))
         self._out_rate.tick()
         self._last_lag_ms = (self.get_clock().now().nanoseconds - conv.stamp_to_ns(out.header.stamp)) / 1e6
 

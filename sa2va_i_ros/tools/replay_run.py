@@ -373,6 +373,34 @@ def check_replay(result: ReplayResult, bag_stamps: list[int], frame_id: str, k: 
     return problems
 
 
+def check_markers(result: ReplayResult, bag_stamps: list[int], frame_id: str, query: str = QUERY) -> list[str]:
+    """~/markers: every marker carries a bag frame's header; the track's label names its query and id, and
+    with depth a sphere and a box accompany it; the label arrives for the frames after the grounding window."""
+    from visualization_msgs.msg import Marker
+
+    problems = []
+    reply = result.reply
+    labelled = set()
+    for array in result.markers:
+        for m in array.markers:
+            if m.header.frame_id != frame_id or _stamp_ns(m.header) not in bag_stamps:
+                problems.append(f"marker {m.ns}/{m.id} carries a header that is no bag frame's")
+            if m.ns == "labels" and m.action == Marker.ADD:
+                if m.id != reply.track_id or not m.text.startswith(f"{query} #{reply.track_id}"):
+                    problems.append(f"label {m.text!r} does not name the track")
+                labelled.add(_stamp_ns(m.header))
+        kinds = {(m.ns, m.action) for m in array.markers}
+        if ("labels", Marker.ADD) in kinds and ("centroids", Marker.ADD) not in kinds \
+                and ("centroids", Marker.DELETE) not in kinds:
+            problems.append("a label without its centroid marker (added, or deleted for want of depth)")
+    later = {s for s in result.objects if s in bag_stamps}
+    if not later or not later <= labelled:
+        problems.append(f"{len(later - labelled)} frames with objects have no label marker")
+    if not any(m.ns == "centroids" and m.action == Marker.ADD for a in result.markers for m in a.markers):
+        problems.append("no centroid sphere on any frame (depth is on)")
+    return problems
+
+
 def bag_depths(bag: Path) -> dict[int, np.ndarray]:
     """Depth in metres of every frame of a bag, by header stamp (read with rosbags)."""
     from rosbags.rosbag2 import Reader
