@@ -27,6 +27,7 @@ ARGUMENTS = [
     ("dtype", "auto", "float32, float16, bfloat16 or auto"),
     ("num_frames", "5", "frames the language model sees per query"),
     ("use_depth", "false", "subscribe to depth + camera_info and publish 3D output"),
+    ("image_transport", "raw", "raw, compressed (<image>/compressed, <depth>/compressedDepth) or both"),
     ("image", "/camera/color/image_raw", "RGB image topic"),
     ("depth", "/camera/aligned_depth_to_color/image_raw", "depth topic aligned to the image"),
     ("camera_info", "/camera/color/camera_info", "CameraInfo topic of the image"),
@@ -58,7 +59,8 @@ def generate_launch_description():
             "model": cfg("model"), "device": cfg("device"), "dtype": cfg("dtype"),
             "num_frames": ParameterValue(cfg("num_frames"), value_type=int),
             "use_depth": ParameterValue(cfg("use_depth"), value_type=bool),
-            "autostart": ParameterValue(cfg("autostart"), value_type=bool)}],
+            "autostart": ParameterValue(cfg("autostart"), value_type=bool),
+            "image_transport": cfg("image_transport")}],
         remappings=[("image", cfg("image")), ("depth", cfg("depth")), ("camera_info", cfg("camera_info"))])
     rviz = Node(package="rviz2", executable="rviz2", name="rviz2", output="log",
                 arguments=["-d", cfg("rviz_config")], condition=IfCondition(cfg("rviz")))

@@ -74,7 +74,7 @@ def _parameters_fed_by_launch() -> dict[str, tuple[str, str | None]]:
 def test_launch_arguments_feed_declared_parameters():
     """Each launch argument given to the node names a declared parameter, with its type; its default is valid."""
     fed, arguments = _parameters_fed_by_launch(), _launch_arguments()
-    assert {"model", "device", "dtype", "num_frames", "use_depth"} <= set(fed)
+    assert {"model", "device", "dtype", "num_frames", "use_depth", "image_transport"} <= set(fed)
     for name, (argument, value_type) in fed.items():
         assert name in BY_NAME, f"the launch file sets {name!r}, which the node does not declare"
         assert argument in arguments, f"{name!r} is fed from an undeclared launch argument {argument!r}"
