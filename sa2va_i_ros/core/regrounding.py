@@ -72,6 +72,12 @@ class RegroundPlan:
     def lost(self, track_id: int, stamp_ns: int) -> None:
         self._lost[track_id] = _Lost(stamp_ns, due_ns=stamp_ns + self.settings.wait_ns(0))
 
+    def restart(self, now_ns: int) -> None:
+        """The camera's clock started over: every wait restarts from ``now_ns`` (misses are kept)."""
+        for state in self._lost.values():
+            state.since_ns = now_ns
+            state.due_ns = now_ns + self.settings.wait_ns(state.attempts)
+
     def found(self, track_id: int) -> None:
         """The tracker saw it again (or re-grounding found it): off the schedule."""
         self._lost.pop(track_id, None)

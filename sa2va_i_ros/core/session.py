@@ -60,6 +60,10 @@ class Settings:
     presence_threshold: float = 0.5
     lost_after_frames: int = 10
     found_after_frames: int = 1
+    reground_after_sec: float = 0.0  # automatic re-grounding of lost tracks (regrounding.py); 0: off
+    reground_max_attempts: int = 3
+    reground_backoff: float = 2.0
+    reground_window_sec: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -259,15 +263,24 @@ class Session:
         steps = self.engine.ground_steps([f.rgb for f in window], req.query, options, progress, cancelled)
         return Grounding(req, policy, window, steps)
 
-    def seed(self, g: Grounding, deadline: float, max_held: int) -> CatchUp:
-        """Seed the object(s) of a finished grounding; the returned catch-up brings them to the live stream."""
+    def found(self, g: Grounding) -> bool:
+        """Whether a finished grounding's mask is non-empty on at least one frame it would prompt the tracker with
+        (what re-grounding calls finding the object again)."""
+        grounding = g.result.tracker_grounding([f.rgb for f in g.window], [f.header for f in g.window], g.policy)
+        return any(np.asarray(m).any() for m in grounding.masks)
+
+    def seed(self, g: Grounding, deadline: float, max_held: int, obj_id: int | None = None) -> CatchUp:
+        """Seed the object(s) of a finished grounding; the returned catch-up brings them to the live stream.
+
+        ``obj_id``: re-seed a tracked object under its own id (re-grounding; it replaces that object at
+        ``join``); default: a new id."""
         result, window = g.result, g.window
         if self._tracked_size is not None and window[-1].rgb.shape[:2] != self._tracked_size:
             raise RequestError(f"the window's frames are {window[-1].rgb.shape[:2]}, the tracked objects use "
                                f"{self._tracked_size}; stop them to track at the new size")
         grounding = result.tracker_grounding([f.rgb for f in window], [f.header for f in window], g.policy)
         try:
-            prepared = [self.tracker.seed_object(grounding, obj_id=next(self._ids))]
+            prepared = [self.tracker.seed_object(grounding, obj_id=next(self._ids) if obj_id is None else obj_id)]
         except ValueError as exc:
             raise RequestError(f"cannot start the track: {exc}") from exc
         self.set_presence(also=prepared)
@@ -284,8 +297,10 @@ class Session:
         return replaced
 
     def join(self, catch_up: CatchUp) -> None:
-        """Add the caught-up object(s) to the tracked ones."""
+        """Add the caught-up object(s) to the tracked ones (a re-seeded one replaces the object of its id)."""
         for p in catch_up.prepared:
+            if p.obj_id in self.tracker.object_ids:
+                self.tracker.remove_object(p.obj_id)
             self.tracker.join(p)
         self._tracked_size = tuple(catch_up.size)
         self._last_step_ns = max(self._last_step_ns, catch_up.last_stamp_ns)

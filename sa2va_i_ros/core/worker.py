@@ -19,6 +19,16 @@ One unit of work at a time, chosen by ``run_once``:
   tracker, or one catch-up frame (``catch_up.py``), until the new object joins;
   then the next queued request (user requests before internal ones).
 
+Automatic re-grounding (``regrounding.py``) is such an internal request: when
+a track has been lost for ``reground_after_sec`` (frame stamps), its query is
+grounded again on the last ``reground_window_sec`` of frames, one re-grounding
+at a time, through the same interleaved steps. A user request that arrives
+while it is still grounding pre-empts it (the attempt is retried later and
+does not count as a miss). If the model finds the object (a non-empty mask on
+a prompted frame, and the re-seeded object still visible once it caught up),
+the re-seeded object replaces the lost one under the SAME track id
+(``regrounded``); after ``reground_max_attempts`` misses, ``gave_up``.
+
 Time comes from an injectable clock and every model call goes through the
 session's engine and tracker, so a discrete-event simulation can drive
 ``run_once`` with stand-ins that advance a simulated clock
@@ -39,6 +49,7 @@ from .catch_up import CatchUp
 from .clock import Clock, MonotonicClock
 from .errors import Cancelled, Sa2VAError
 from .frame_buffer import Frame
+from .regrounding import Regrounder, RegroundPlan, RegroundSettings
 from .scheduling import CostModel, affordable_frames
 from .session import FrameIn, FrameOutput, Grounding, SegmentReply, SegmentRequest, Session
 
@@ -53,7 +64,7 @@ class Emitter(Protocol):
         """One frame's objects; stamps strictly increase (after a clock reset they start over)."""
 
     def event(self, header: Any, track_id: int, query: str, kind: str, score: float) -> None:
-        """``kind``: started, lost, found or stopped."""
+        """``kind``: started, lost, found, regrounded, gave_up or stopped."""
 
 
 class NullEmitter:
@@ -80,6 +91,8 @@ class Ticket:
     reply: SegmentReply | None = None
     done: bool = False
     record: Record | None = None
+    reseed: int = 0  # an internal re-grounding: the lost track it re-seeds under the same id
+    outcome: str = ""  # a re-grounding's end: found, missed, or "" (could not run: tried again later)
 
 
 @dataclass
@@ -107,7 +120,7 @@ class Job:
     catch_up: CatchUp | None = None
     phase: str = "start"  # start, grounding, seeding, catching_up
     held: list = field(default_factory=list)  # frames that arrived while grounding ran
-    pending_events: list = field(default_factory=list)  # catch-up events before the reply
+    pending_events: list = field(default_factory=list)  # catch-up events before the reply (header, stamp, ...)
     announced: bool = False
 
 
@@ -120,7 +133,8 @@ class PerceptionWorker:
         self.costs = CostModel()
         self.counts: dict[str, int] = {k: 0 for k in (
             "frames_in", "frames_live", "frames_dropped_stale", "frames_catch_up", "frames_thinned",
-            "requests", "requests_busy", "requests_failed", "longest_step_ms")}
+            "requests", "requests_busy", "requests_failed", "longest_step_ms",
+            "reground_attempts", "reground_deferred", "regrounded", "reground_missed", "reground_gave_up")}
         self.records: deque[Record] = deque(maxlen=100)
         self.step_log: deque[tuple[str, float, float]] | None = None  # (kind, start, end), for the simulator
         self._lock = threading.Condition()  # inbox, queue, settings changes
@@ -137,6 +151,8 @@ class PerceptionWorker:
         self._since_live = 0  # frames that arrived since the last live step while objects were tracked
         self._last_out_ns = -1
         self._turn: float | None = None  # background seconds since the last live step
+        self.regrounder = Regrounder(RegroundPlan(reground_settings(session.settings)), self._submit_reground,
+                                     self._gave_up)
         self._thread = None
         if threaded:
             self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -172,8 +188,10 @@ class PerceptionWorker:
                     self.session.check_request(request, pending=self._pending_tracks(), tracks=tracked)
                 except Sa2VAError as exc:
                     why = str(exc)
-            running = self._job is not None or bool(self._queue)
-            waiting = len(self._queue) - (self._job is None and bool(self._queue))  # the head runs next
+            # only user requests make a user wait or busy: an internal re-grounding gives way (_preempt)
+            users = [t for t in self._queue if t.priority == USER]
+            running = (self._job is not None and self._job.ticket.priority == USER) or bool(users)
+            waiting = len(users) - (bool(users) and not running_user(self._job))  # the head runs next
             if why is None and running and waiting >= self.session.settings.max_queued_requests:
                 self.counts["requests_busy"] += 1
                 why = (f"busy: a grounding request is running and {waiting} wait "
@@ -221,11 +239,14 @@ class PerceptionWorker:
             self._lock.notify_all()
 
     def update(self, **changes) -> None:
-        """New settings; presence settings reach every tracked object before its next frame."""
+        """New settings; presence settings reach every tracked object before its next frame, re-grounding
+        settings apply to the next wait."""
         with self._lock:
             self.session.update(**changes)
             if {"presence_threshold", "lost_after_frames", "found_after_frames"} & set(changes):
                 self._presence_dirty = True
+            if any(k.startswith("reground_") for k in changes):
+                self.regrounder.plan.configure(reground_settings(self.session.settings))
 
     @property
     def tracks(self) -> dict[int, str]:
@@ -245,6 +266,12 @@ class PerceptionWorker:
     @property
     def busy(self) -> bool:
         return self._job is not None
+
+    @property
+    def newest_header(self) -> Any:
+        """Header of the newest frame handed over (None before the first)."""
+        newest = self._newest
+        return newest.header if newest is not None else None
 
     def queue_length(self) -> int:
         return len(self._queue)
@@ -303,6 +330,7 @@ class PerceptionWorker:
         if self._live_ready() and not (background and self._turn_open()):
             self._timed("live", self._live_step)
             self._turn = 0.0
+            self.regrounder.frame(self._newest.stamp_ns, self.tracks)  # may queue a re-grounding
             return True
         if background:
             t0 = self.clock.now()
@@ -345,6 +373,8 @@ class PerceptionWorker:
             self.session.clock_reset()
             with self._publish:
                 self._last_out_ns = -1
+            if frame is not None:  # re-grounding waits start over on the new clock
+                self.regrounder.plan.restart(frame.stamp_ns)
             if self._job is not None and self._job.catch_up is not None:
                 self._job.catch_up.frozen = True  # it ends on the frames of the old clock
         if frame is None:  # clear_frames()
@@ -360,7 +390,7 @@ class PerceptionWorker:
         self._newest = frame
 
     def _pending_tracks(self) -> int:
-        queued = sum(1 for t in self._queue if t.request.track)
+        queued = sum(1 for t in self._queue if t.request.track and not t.reseed)
         running = 1 if self._job is not None and self._job.ticket.request.track and not self._job.announced else 0
         return queued + running
 
@@ -388,6 +418,7 @@ class PerceptionWorker:
                 for track_id, kind, score in out.events:
                     if track_id in self._tracks and track_id not in self._stopping:
                         self.emit.event(out.header, track_id, self._tracks[track_id], kind, score)
+                        self.regrounder.event(track_id, kind, frame.stamp_ns)
             objects = [o for o in out.objects if o.track_id in self._tracks and o.track_id not in self._stopping]
             if not objects or frame.stamp_ns <= self._last_out_ns:
                 return
@@ -409,11 +440,14 @@ class PerceptionWorker:
         with self._publish:
             for i in stopping:
                 self._tracks.pop(i, None)
+                self.regrounder.event(i, "stopped", 0)
             self._stopping -= stopping
 
     # -- background ---------------------------------------------------------------------------------------
     def _background_step(self) -> None:
         job = self._job
+        if job is not None and self._preempt(job):
+            job = None
         if job is None:
             with self._lock:
                 ticket = self._queue.pop(0)
@@ -431,6 +465,10 @@ class PerceptionWorker:
 
     def _start(self, job: Job) -> None:
         ticket = job.ticket
+        if ticket.reseed:
+            if ticket.reseed not in self.session.tracker.object_ids or ticket.reseed not in self.tracks:
+                raise Cancelled(f"track {ticket.reseed} is not tracked any more")  # stopped, or not joined yet
+            self.counts["reground_attempts"] += 1
         job.grounding = self.session.start_grounding(ticket.request, ticket.progress, lambda: ticket.cancelled)
         job.phase = "grounding"
 
@@ -444,12 +482,18 @@ class PerceptionWorker:
         result = g.result
         if not result.has_mask:
             raise Sa2VAError(result.reason)
+        if job.ticket.reseed and not self.session.found(g):
+            raise Sa2VAError(f"re-grounding track {job.ticket.reseed}: the model's masks on the last "
+                             f"{len(g.window)} frames are empty")
         job.phase = "seeding"
 
     def _seeding(self, job: Job) -> None:
         now = self.clock.now()
         settings = self.session.settings
-        cu = self.session.seed(job.grounding, now + settings.max_catch_up_sec, self.session.buffer.max_frames)
+        if job.ticket.reseed and job.ticket.reseed not in self.tracks:
+            raise Cancelled(f"track {job.ticket.reseed} was stopped during its re-grounding")
+        cu = self.session.seed(job.grounding, now + settings.max_catch_up_sec, self.session.buffer.max_frames,
+                               obj_id=job.ticket.reseed or None)
         job.record.seeded, job.record.track_ids = now, [p.obj_id for p in cu.prepared]
         job.catch_up, job.phase = cu, "catching_up"
         if settings.gap_policy == "skip" and job.held:  # only the newest frame that came during grounding
@@ -483,10 +527,14 @@ class PerceptionWorker:
         self.counts["frames_catch_up"] += 1
         self.counts["frames_thinned"] += step.skipped
         out = self.session.output(step.result, step.frame.size)
+        if ticket.reseed:  # the lost track goes on live meanwhile: nothing of the re-seeded one goes out yet
+            if cu.done:
+                self._rejoin(job, out, step.frame)
+            return
         if job.announced:
             self._catch_up_output(job, out, step.frame)
         else:
-            job.pending_events += [(out.header, *e) for e in out.events]
+            job.pending_events += [(out.header, step.frame.stamp_ns, *e) for e in out.events]
         if step.window_end:
             self._reply(job, out)
             if not ticket.request.track:
@@ -520,12 +568,14 @@ class PerceptionWorker:
                 replaced = self.session.announce(job.catch_up, ticket.request.query)
                 for old in replaced:
                     self.emit.event(out.header, old, self._tracks.pop(old, ticket.request.query), "stopped", 0.0)
+                    self.regrounder.event(old, "stopped", 0)
                 for p in job.catch_up.prepared:
                     self._tracks[p.obj_id] = ticket.request.query
                     self.emit.event(out.header, p.obj_id, ticket.request.query, "started", newest.score)
                 job.announced = True
-                for header, track_id, kind, score in job.pending_events:
+                for header, stamp_ns, track_id, kind, score in job.pending_events:
                     self.emit.event(header, track_id, ticket.request.query, kind, score)
+                    self.regrounder.event(track_id, kind, stamp_ns)
                 job.pending_events = []
             reply.replaced = replaced
             reply.message = f"replaced track {', '.join(map(str, replaced))}" if replaced else ""
@@ -544,7 +594,15 @@ class PerceptionWorker:
         self._end_job(job.ticket.reply)
 
     def _abandon(self, job: Job, message: str) -> None:
-        """End a request that failed, was cancelled or stopped; an announced track gets STOPPED."""
+        """End a request that failed, was cancelled or stopped; an announced track gets STOPPED.
+
+        A re-grounding that failed counts as a miss; one that could not run (its
+        track stopped, cancelled) does not (``outcome`` stays "")."""
+        if job.ticket.reseed:
+            if not message.startswith("cancelled"):
+                job.ticket.outcome = "missed"
+            self._end_job(SegmentReply(False, message, track_id=job.ticket.reseed))
+            return
         if job.catch_up is not None:
             self.session.forget(job.catch_up)
             if job.announced:
@@ -556,6 +614,75 @@ class PerceptionWorker:
         answer = job.grounding.result.answer if job.grounding is not None and job.grounding.result else ""
         self.counts["requests_failed"] += 1
         self._end_job(SegmentReply(False, message, answer=answer))
+
+    # -- re-grounding (internal requests) -------------------------------------------------------------
+    def _submit_reground(self, track_id: int, query: str, on_done: Callable[[bool | None, int], None]) -> None:
+        """Queue a low-priority request that grounds ``query`` on the recent frames to re-seed ``track_id``;
+        ``on_done(found, stamp_ns)`` (found None: it could not run, try again)."""
+        settings = self.session.settings
+        request = SegmentRequest(query, window_sec=settings.reground_window_sec)
+
+        def done(reply: SegmentReply) -> None:
+            found = {"found": True, "missed": False}.get(ticket.outcome)
+            self.counts["regrounded" if found else "reground_missed" if found is False else "reground_deferred"] += 1
+            newest = self._newest
+            on_done(found, newest.stamp_ns if newest is not None else 0)
+
+        ticket = Ticket(request, lambda reply: None, done, None, INTERNAL, next(self._ids), self.clock.now(),
+                        reseed=track_id)
+        with self._lock:
+            if self._closed:
+                ticket.done = True
+                return
+            ticket.record = Record(ticket.id, ticket.submitted)
+            self._queue.append(ticket)
+            self._queue.sort(key=lambda t: (t.priority, t.id))
+            self._lock.notify_all()
+
+    def _preempt(self, job: Job) -> bool:
+        """A re-grounding still grounding gives way to a waiting user request (it is tried again later)."""
+        if job.ticket.priority != INTERNAL or job.phase not in ("start", "grounding"):
+            return False
+        with self._lock:
+            if not any(t.priority == USER for t in self._queue):
+                return False
+        self._end_job(SegmentReply(False, "a user request goes first", track_id=job.ticket.reseed))
+        return True
+
+    def _rejoin(self, job: Job, out: FrameOutput, frame: Frame) -> None:
+        """The re-seeded object caught up: it replaces the lost track under the same id (``regrounded``), if
+        that track is still lost and the new object is visible; else it is dropped."""
+        ticket, cu, track_id = job.ticket, job.catch_up, job.ticket.reseed
+        new = next((o for o in out.objects if o.track_id == track_id), None)
+        with self._publish:
+            tracked = track_id in self._tracks and track_id not in self._stopping \
+                and track_id in self.session.tracker.object_ids
+            if not tracked or self.session.tracker.is_visible(track_id):
+                why = "stopped" if not tracked else "found by the tracker meanwhile"
+                self._end_job(SegmentReply(False, f"track {track_id} {why}", track_id=track_id))
+                return
+            if new is None or not new.visible:
+                ticket.outcome = "missed"
+                self._end_job(SegmentReply(False, f"track {track_id}: the re-seeded object was lost again while it "
+                                                  "caught up", track_id=track_id))
+                return
+            self.session.join(cu)
+            ticket.outcome = "found"
+            job.record.joined = self.clock.now()
+            self.emit.event(out.header, track_id, self._tracks[track_id], "regrounded", new.score)
+            self.regrounder.event(track_id, "regrounded", frame.stamp_ns)
+            alone = self.session.tracker.object_ids == [track_id]
+            if alone:  # its newest frame: out now when no other object's output of it is due
+                self._publish_output(FrameOutput(out.header, [new], []), frame, events=False)
+        self._end_job(SegmentReply(True, "regrounded", track_id=track_id))
+
+    def _gave_up(self, track_id: int) -> None:
+        with self._publish:
+            query = self._tracks.get(track_id)
+            if query is None or track_id in self._stopping:
+                return
+            self.counts["reground_gave_up"] += 1
+            self.emit.event(self.newest_header, track_id, query, "gave_up", 0.0)
 
     def _end_job(self, reply: SegmentReply) -> None:
         job, self._job = self._job, None
@@ -580,3 +707,13 @@ class PerceptionWorker:
             callback(*args)
         except Exception:  # a caller's callback must not break the worker
             traceback.print_exc()
+
+
+def running_user(job: Job | None) -> bool:
+    return job is not None and job.ticket.priority == USER
+
+
+def reground_settings(settings) -> RegroundSettings:
+    """The re-grounding schedule's settings from the session's."""
+    return RegroundSettings(settings.reground_after_sec, settings.reground_max_attempts, settings.reground_backoff,
+                            settings.reground_window_sec)

@@ -95,6 +95,15 @@ PARAMETERS: tuple[Param, ...] = (
           low=1, high=10000),
     Param("found_after_frames", 1, "consecutive 'seen' frames before a lost track is reported found",
           "live", low=1, high=10000),
+    Param("reground_after_sec", 2.0, "seconds (frame stamps) a track stays lost before its query is grounded "
+          "again on the recent frames; found, the same track id goes on (regrounded event); 0: never", "live",
+          low=0.0, high=3600.0),
+    Param("reground_max_attempts", 3, "re-groundings of one loss that find nothing before giving up (gave_up "
+          "event)", "live", low=1, high=100),
+    Param("reground_backoff", 2.0, "each wait between re-groundings is this many times the previous one",
+          "live", low=1.0, high=10.0),
+    Param("reground_window_sec", 1.0, "how far back, in seconds, a re-grounding looks (the newest frames)",
+          "live", low=0.1, high=60.0),
     Param("gap_policy", "catch_up", "frames that arrived while grounding ran: catch_up (track through "
           "them, thinned to meet max_catch_up_sec) or skip (only the newest)", "live", choices=("catch_up", "skip")),
     Param("max_catch_up_sec", 1.0, "seconds a new object may take, after its grounding, to track from its first "

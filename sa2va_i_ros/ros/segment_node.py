@@ -64,9 +64,10 @@ from .parameters import BY_NAME, check_together, check_value, declare_all, read_
 SESSION_SETTINGS = ("num_frames", "max_num_frames", "sampling", "prompt_frames", "max_query_chars",
                     "max_queued_requests", "max_tracks", "gap_policy", "max_new_tokens", "max_catch_up_sec",
                     "prefill_chunk_tokens", "vision_frames_per_step", "presence_threshold", "lost_after_frames",
-                    "found_after_frames")
+                    "found_after_frames", "reground_after_sec", "reground_max_attempts", "reground_backoff",
+                    "reground_window_sec")
 EVENT_KINDS = {"started": TrackEvent.STARTED, "lost": TrackEvent.LOST, "found": TrackEvent.FOUND,
-               "stopped": TrackEvent.STOPPED}
+               "stopped": TrackEvent.STOPPED, "regrounded": TrackEvent.REGROUNDED, "gave_up": TrackEvent.GAVE_UP}
 EXECUTOR_THREADS = 4
 # Requests are taken from DDS at once and queued in the worker (or answered busy), so the service queues
 # only have to hold a burst: deep enough for several clients' largest bursts, none left unanswered.
@@ -413,8 +414,8 @@ class SegmentNode(LifecycleNode):
     def _newest_header(self, worker=None) -> Header:
         """The newest camera frame's header (for DELETE markers sent between frames)."""
         worker = worker or self.worker
-        newest = worker._newest if worker is not None else None
-        return conv.copy_header(newest.header) if newest is not None else Header()
+        header = worker.newest_header if worker is not None else None
+        return conv.copy_header(header) if header is not None else Header()
 
     def _depth_for(self, depth_msg):
         """Depth (metres) and intrinsics for a frame, or (None, None) with the reason counted."""
@@ -584,8 +585,10 @@ class SegmentNode(LifecycleNode):
         if worker is not None:
             for track_id, query in worker.tracks.items():
                 visible = worker.is_visible(track_id)
+                attempts = worker.regrounder.plan.attempts(track_id)
                 statuses.append(status(f"{name}: track {track_id}", OK if visible else WARN,
-                                       "visible" if visible else "lost", {"query": query}))
+                                       "visible" if visible else "lost",
+                                       {"query": query, "reground_misses": attempts}))
         self._diag_pub.publish(diagnostic_array(self.get_clock().now().to_msg(), statuses))
 
 

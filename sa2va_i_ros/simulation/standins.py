@@ -3,11 +3,16 @@
 ``StandInEngine.ground_steps`` yields the same kinds of steps as
 ``GroundingEngine.ground_steps`` (one per frame preprocessed, per vision-tower
 step, per prefill chunk, per token, per SAM2-encoded frame, per [SEG]) and
-advances the clock by the profile's cost of each; its masks are blank. The
+advances the clock by the profile's cost of each; its masks cover a corner of
+the frame, or nothing when ``finds(query, time)`` says the object is not in
+view when the grounding starts (its window ends then). The
 ``StandInTracker`` has the streaming tracker's interface as the worker uses it
 (seed, advance, join, step, stop, presence) and the real presence hysteresis;
 an object's per-frame presence score comes from a ``scene`` function of
-(track id, frame stamp in ns), so scenarios can hide an object for a while.
+(track key, frame stamp in ns), so scenarios can hide an object for a while.
+The key is the track id, or (id, n) for the n-th re-seeding of that id (a
+re-grounding): the re-seeded object and the lost one it replaces may see
+differently, as SAM2 does.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from sa2va_i_ros.core.tracker.presence import PresenceMonitor
 from sa2va_i_ros.simulation.clock import SimClock
 from sa2va_i_ros.simulation.profiles import Profile
 
-Scene = Callable[[int, int], float]  # (track id, stamp ns) -> presence score
+Scene = Callable[[Any, int], float]  # (track key: id or (id, n), stamp ns) -> presence score
 
 
 def always_visible(track_id: int, stamp_ns: int) -> float:
@@ -56,8 +61,9 @@ class StandInResult:
 
 
 class StandInEngine:
-    def __init__(self, clock: SimClock, profile: Profile, answer: str = "Sure, [SEG]."):
-        self.clock, self.profile, self.answer = clock, profile, answer
+    def __init__(self, clock: SimClock, profile: Profile, answer: str = "Sure, [SEG].",
+                 finds: Callable[[str, float], bool] | None = None):
+        self.clock, self.profile, self.answer, self.finds = clock, profile, answer, finds
         self.calls: list[str] = []  # stages, in order (tests read them)
 
     def check_query(self, query: str) -> None:
@@ -75,6 +81,7 @@ class StandInEngine:
         opts, p, t = options or GroundingOptions(), self.profile, {}
         report = progress or (lambda stage, fraction, detail: None)
         self.check_query(query)
+        in_view = self.finds is None or self.finds(query, self.clock.now())
         sampled = sample_indices(len(frames), opts.num_frames, opts.sampling)
         unique = unique_in_order(sampled)
         report("sampling", 0.05, f"{len(unique)} frames")
@@ -103,7 +110,7 @@ class StandInEngine:
         yield self._spend("seg_decode", p.seg_decode_s, t, "decode")
         h, w = frames[0].shape[:2]
         masks = np.zeros((len(sampled), h, w), bool)
-        masks[:, : h // 2, : w // 2] = True
+        masks[:, : h // 2, : w // 2] = in_view
         return StandInResult(sampled, self.answer, masks, "", t)
 
 
@@ -114,6 +121,7 @@ class _Track:
     presence: PresenceMonitor
     pending_prompts: dict = field(default_factory=dict)
     next_index: int = 0
+    key: Any = None  # where ``processed`` records it: the id, or (id, n) for its n-th re-seeding
 
 
 class StandInTracker:
@@ -122,7 +130,9 @@ class StandInTracker:
         self.clock, self.profile, self.scene = clock, profile, scene
         self.config = config or TrackerConfig()
         self._objects: dict[int, _Track] = {}
-        self.processed: dict[int, list[Any]] = {}  # track id -> stamps it processed, in order
+        # track id -> stamps it processed, in order; a re-seeded object (re-grounding, same id) under (id, n)
+        self.processed: dict[Any, list[Any]] = {}
+        self.seeds: dict[int, int] = {}  # track id -> times it was seeded
 
     @property
     def object_ids(self) -> list[int]:
@@ -135,17 +145,18 @@ class StandInTracker:
         g = check_grounding(grounding, 64, 4, self.config.prompt_policy, 64)
         self.clock.advance(self.profile.seed_prompt_s * len(g.prompts))
         c = self.config
+        n = self.seeds[obj_id] = self.seeds.get(obj_id, 0) + 1
         track = _Track(obj_id, g.frame_size, PresenceMonitor(obj_id, c.threshold, c.lost_after, c.found_after),
-                       dict(g.prompts), g.first_prompt)
+                       dict(g.prompts), g.first_prompt, obj_id if n == 1 else (obj_id, n - 1))
         return PreparedObject(track, [], g)
 
     def _result(self, track: _Track, header: Any, prompt: bool) -> FrameResult:
         stamp_ns = header["stamp_ns"] if isinstance(header, dict) else int(header)
-        score = 0.99995 if prompt else self.scene(track.obj_id, stamp_ns)
+        score = 0.99995 if prompt else self.scene(track.key, stamp_ns)
         event = track.presence.update(score, header)
         mask = np.zeros(track.frame_size, bool)
         mask[: track.frame_size[0] // 2, : track.frame_size[1] // 2] = score >= 0.5
-        self.processed.setdefault(track.obj_id, []).append(stamp_ns)
+        self.processed.setdefault(track.key, []).append(stamp_ns)
         result = ObjectResult(track.obj_id, mask, score, track.presence.visible, header, track.next_index, prompt,
                               None)
         track.next_index += 1
