@@ -183,6 +183,21 @@ class NodeHarness:
         finally:
             self.client.destroy_client(client)
 
+    def reset(self) -> None:
+        """Back to no track, no buffered frame, no remembered stamp and nothing received (between the tests of a
+        module-scoped harness: the next test reuses the same stamps)."""
+        node = self.node
+        if node.worker is not None:
+            node.worker.stop(0)
+            self.wait_for(self.idle, "the worker to settle")
+            node.worker.clear_frames()
+            self.wait_for(self.idle, "the worker to forget the frames")
+        node._pairer.clear()
+        if node._gate is not None:
+            node._gate.clear()
+        for msgs in self.got.values():
+            msgs.clear()
+
     def buffered(self) -> int:
         return len(self.node.session.buffer) if self.node.session else 0
 

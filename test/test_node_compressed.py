@@ -69,17 +69,7 @@ def harness(tiny_checkpoint):
 def clean(harness):
     """Each test starts with no track, an empty buffer and no remembered stamps."""
     yield
-    node = harness.node
-    if node.worker is not None:
-        node.worker.stop(0)
-        harness.wait_for(harness.idle, "the worker to settle")
-        node.worker.clear_frames()
-        harness.wait_for(harness.idle, "the worker to forget the frames")
-    node._pairer.clear()
-    if node._gate is not None:
-        node._gate.clear()
-    for msgs in harness.got.values():
-        msgs.clear()
+    harness.reset()
 
 
 def count(harness, key: str) -> int:

@@ -35,14 +35,7 @@ def harness(tiny_checkpoint):
 def clean(harness):
     """Each test starts with no track and an empty buffer."""
     yield
-    if harness.node.worker is not None:
-        harness.node.worker.stop(0)
-        harness.wait_for(harness.idle, "the worker to settle")
-        harness.node.worker.clear_frames()
-        harness.wait_for(harness.idle, "the worker to forget the frames")
-    harness.node._pairer.clear()  # the next test reuses the same stamps
-    for msgs in harness.got.values():
-        msgs.clear()
+    harness.reset()
 
 
 def fresh_frames(harness, start, stop, depth=False):
