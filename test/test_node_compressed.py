@@ -15,6 +15,7 @@ the node is deactivated.
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -208,6 +209,29 @@ def test_both_transports_first_copy_wins_and_a_corrupt_copy_hides_nothing(harnes
     send(harness, harness.image_pub, image_msg(3))
     assert harness.buffered() == 4  # the raw copy of the corrupt frame was buffered
     assert harness.node.session.buffer.latest().stamp_ns == stamp_ns(3)
+
+
+def test_an_image_counts_as_received_once_its_callback_is_done(harness):
+    """What ``send`` waits on: had the count come first, a test could read the node's counts (or the buffer)
+    before the callback decided about the image."""
+    worker, entered, release = harness.node.worker, threading.Event(), threading.Event()
+
+    def held(*args):
+        entered.set()
+        release.wait(60)
+        return type(worker).offer_frame(worker, *args)
+
+    before = harness.node.images_received
+    worker.offer_frame = held
+    try:
+        harness.jpeg_pub.publish(jpeg_msg(0))
+        harness.wait_for(entered.is_set, "the image callback to hand the frame to the worker")
+        assert harness.node.images_received == before
+    finally:
+        release.set()
+        del worker.offer_frame
+    harness.wait_for(lambda: harness.node.images_received == before + 1, "the callback to finish")
+    assert harness.buffered() == 1
 
 
 def label_on(harness, i) -> bool:

@@ -146,7 +146,7 @@ class SegmentNode(LifecycleNode):
         self._markers = MarkerBook()
         self._out_lock = threading.Lock()  # the depth pairer: worker thread and depth callbacks
         self._counts: dict[str, int] = {}
-        self.images_received = 0  # image callbacks run (whatever became of the image)
+        self.images_received = 0  # image callbacks done (whatever became of the image)
         self._in_rate, self._out_rate = RateMeter(), RateMeter()
         self._last_lag_ms = float("nan")
         self._callback_ms: dict[int, float] = {}  # stamp -> image callback time (decode + hand-over), recent
@@ -343,8 +343,14 @@ class SegmentNode(LifecycleNode):
 
     @guarded
     def _on_image(self, msg, decode) -> None:
-        """A colour frame from any transport; ``decode(msg)`` gives its RGB (raw: a view, compressed: decoded)."""
-        self.images_received += 1
+        """A colour frame from any transport; ``decode(msg)`` gives its RGB (raw: a view, compressed: decoded).
+        ``images_received`` counts it once the callback is done with it (buffered, counted as dropped, ...)."""
+        try:
+            self._take_image(msg, decode)
+        finally:
+            self.images_received += 1
+
+    def _take_image(self, msg, decode) -> None:
         worker = self.worker
         if not self.active or worker is None:
             return
