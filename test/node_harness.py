@@ -207,7 +207,14 @@ class NodeHarness:
         return w is None or (w._job is None and not w._queue and not w._inbox and not w._live_ready())
 
     def call(self, client, request, timeout: float = 120.0):
+        """One service call. ``service_is_ready`` only says the client found the server; the server must
+        also have found the client's reply reader, or a quick reply can be lost on a loaded machine
+        (rmw_fastrtps waits only a bounded time for that match before it drops a response): so wait
+        until the node's own graph counts the client too."""
         self.wait_for(client.service_is_ready, f"service {client.srv_name}")
+        if client.srv_name.startswith(f"/{self.node.get_name()}/"):
+            self.wait_for(lambda: self.node.count_clients(client.srv_name) > 0,
+                          f"the node to discover the client of {client.srv_name}")
         future = client.call_async(request)
         self.wait_for(future.done, f"reply of {client.srv_name}", timeout)
         return future.result()

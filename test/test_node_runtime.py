@@ -51,6 +51,12 @@ def buffer_frames(h: NodeHarness, start: int, stop: int) -> None:
     h.wait_for(lambda: h.buffered() >= stop - start, "frames buffered")
 
 
+def wait_outputs(h: NodeHarness, i: int) -> None:
+    """Until the objects message of frame ``i`` arrived here (the node publishes a frame's events first)."""
+    h.wait_for(lambda: any(stamp_to_ns(m.header.stamp) == stamp_ns(i) for m in h.got["objects"]),
+               f"the objects of frame {i}")
+
+
 def events(h: NodeHarness) -> list[tuple[int, int, str]]:
     return [(e.event, e.track_id, e.query) for e in h.got["events"]]
 
@@ -184,13 +190,18 @@ def test_presence_parameters_are_live_and_the_range_ends_are_accepted(node):
     # with 1.0 every tracked frame is 'not seen': the track is lost (lost_after_frames 10 by default)...
     node.node.set_parameters([Parameter("presence_threshold", value=1.0), Parameter("lost_after_frames", value=2)])
     node.track_frames(4, 6)
-    kinds = [e[0] for e in events(node)[base:]]
-    assert kinds == [TrackEvent.LOST]  # after exactly 2 frames: lost_after_frames is live
+    # events reach this observer after the worker is idle: wait for them, and for the frame's outputs
+    lost = [(TrackEvent.LOST, r.track_id)]
+    node.wait_for(lambda: [e[:2] for e in events(node)[base:]] == lost, "LOST after 2 frames")
+    wait_outputs(node, 5)
+    assert [e[:2] for e in events(node)[base:]] == lost  # after exactly 2 frames: lost_after_frames is live
     node.node.set_parameters([Parameter("presence_threshold", value=0.0)])
     node.track_frames(6, 8)
-    assert [e[0] for e in events(node)[base:]] == [TrackEvent.LOST]  # found_after_frames 3: not yet
+    wait_outputs(node, 7)
+    assert [e[:2] for e in events(node)[base:]] == lost  # found_after_frames 3: not yet
     node.track_frames(8, 9)
-    assert [e[:2] for e in events(node)[base:]] == [(TrackEvent.LOST, r.track_id), (TrackEvent.FOUND, r.track_id)]
+    found = lost + [(TrackEvent.FOUND, r.track_id)]
+    node.wait_for(lambda: [e[:2] for e in events(node)[base:]] == found, "FOUND on the third seen frame")
 
 
 def test_stray_frames_neither_clear_nor_poison_the_buffer(node):
