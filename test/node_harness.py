@@ -219,6 +219,13 @@ class NodeHarness:
         self.wait_for(future.done, f"reply of {client.srv_name}", timeout)
         return future.result()
 
+    def action_ready(self) -> None:
+        """The action server is up and the node hears this client's feedback subscription: feedback published
+        before that match is lost (``wait_for_server`` only checks the action's services)."""
+        assert self.action_client.wait_for_server(60)
+        feedback = f"/{self.node.get_name()}/segment_and_track/_action/feedback"
+        self.wait_for(lambda: self.node.count_subscribers(feedback) > 0, f"the node to hear {feedback}")
+
     def segment(self, query="the cup left of the bowl", **kw):
         return self.call(self.segment_client, Segment.Request(query=query, **kw))
 

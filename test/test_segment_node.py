@@ -126,7 +126,7 @@ def test_several_tracks_give_an_instance_mask_and_stop_works(harness):
 def test_action_feedback_result_and_cancel(harness):
     fresh_frames(harness, 0, 6)
     client = harness.action_client
-    assert client.wait_for_server(10)
+    harness.action_ready()
     feedback = []
     goal = SegmentAndTrack.Goal(query=QUERY, track=True)
     send = client.send_goal_async(goal, feedback_callback=lambda f: feedback.append(f.feedback.stage))
@@ -169,7 +169,7 @@ def test_an_action_cancelled_after_its_track_started_sends_stopped(harness):
         return original(prepared, **kw)
 
     client = harness.action_client
-    assert client.wait_for_server(10)
+    harness.action_ready()
     with harness.hold_grounding() as hold:
         send = client.send_goal_async(SegmentAndTrack.Goal(query=QUERY, track=True))
         harness.wait_for(hold.entered.is_set, "the grounding to start")
