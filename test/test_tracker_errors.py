@@ -141,18 +141,20 @@ def test_a_failure_inside_sam2_leaves_every_object_as_it_was():
     for t in (clean, broken):
         t.add_object(_g())
         t.add_object(_g(sampled_indices=[2], masks=[blob_mask(2)]))
-    real_track, calls = broken.runner.track, []
+    # sam2 fails while gathering the second object's memory (the objects are tracked as one batch)
+    real_gather, calls = broken.runner._memory_inputs, []
 
     def failing_second_object(*args, **kwargs):
         calls.append(1)
         if len(calls) == 2:
             raise RuntimeError("device lost")
-        return real_track(*args, **kwargs)
+        return real_gather(*args, **kwargs)
 
-    broken.runner.track = failing_second_object
+    broken.runner._memory_inputs = failing_second_object
     with pytest.raises(RuntimeError, match="device lost"):
-        broken.step(live[0], 0)  # object 1 was computed, object 2 failed: nothing is committed
-    broken.runner.track = real_track
+        broken.step(live[0], 0)  # object 1 was gathered, object 2 failed: nothing is committed
+    assert len(calls) == 2
+    broken.runner._memory_inputs = real_gather
     for k, frame in enumerate(live):
         a, b = clean.step(frame, k), broken.step(frame, k)
         for i in (1, 2):

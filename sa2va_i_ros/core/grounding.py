@@ -79,11 +79,14 @@ class GroundingResult:
     def has_mask(self) -> bool:
         return self.masks is not None and len(self.masks) > 0
 
-    def tracker_grounding(self, frames, stamps, prompt_frames: str = "all", seg: int = 0):
+    def tracker_grounding(self, frames, stamps, prompt_frames: str = "all", seg: int = 0, tracker_sam2=None):
         """The tracker's input: these frames, one [SEG]'s masks on the prompted frames, reused features.
 
         ``prompt_frames`` "all" seeds SAM2 with every sampled mask (Sa2VA-i's code),
         "first" with the first sampled frame's only (the paper's Table 6).
+        ``tracker_sam2``: the tracker's model, when it may not be the checkpoint's own
+        SAM2; then only what that model can reuse is handed over (encoder features
+        only from its own encoder, pixels only at its input size).
         """
         from .tracker import Grounding
 
@@ -92,10 +95,14 @@ class GroundingResult:
         if not self.has_mask:
             raise ValueError(f"no mask to prompt with: {self.reason}")
         sampled = self.sampled_indices[:1] if prompt_frames == "first" else self.sampled_indices
+        features = [self.sam2_features[i] for i in sampled]
+        pixels = [self.sam2_pixels[i] for i in sampled]
+        if tracker_sam2 is not None:
+            features = [f if f.get("encoder") is tracker_sam2.image_encoder else None for f in features]
+            size = int(tracker_sam2.image_size)
+            pixels = [p if tuple(p.shape[-2:]) == (size, size) else None for p in pixels]
         return Grounding(frames=list(frames), stamps=list(stamps), sampled_indices=list(sampled),
-                         masks=list(self.masks[seg][: len(sampled)]),
-                         raw_features=[self.sam2_features[i] for i in sampled],
-                         pixels=[self.sam2_pixels[i] for i in sampled])
+                         masks=list(self.masks[seg][: len(sampled)]), raw_features=features, pixels=pixels)
 
     def prompts(self, seg: int = 0) -> dict[int, np.ndarray]:
         """Frame index -> mask of one [SEG]; a duplicated index keeps its last mask, as add_new_mask."""

@@ -9,18 +9,22 @@ each [SEG] from a fresh SAM2 state); ``masks`` holds the first one's, the one
 Sa2VA-i's evaluation scores (``prediction_masks[0]``). With no ``[SEG]`` every
 mask is empty. Used by ``sa2va-i-video`` and ``sa2va-i-eval``; ``load_video_pipeline``
 picks this pipeline or SaSaSa2VA's from the checkpoint's config.
+
+The propagation model is the checkpoint's SAM2 (default) or the ``TrackerChoice``
+given; the tracker is told the video's length, so that it equals sam2's offline
+propagation for SAM 2.1 models on short videos too (docs/TRACKER.md).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .grounding import GroundingEngine, GroundingOptions
-from .tracker import StreamingTracker, TrackerConfig
+from .tracker import StreamingTracker, TrackerChoice, TrackerConfig, tracker_sam2
 
 
 @dataclass
@@ -36,15 +40,19 @@ class VideoResult:
 
 
 class VideoPipeline:
-    def __init__(self, engine: GroundingEngine, tracker_config: TrackerConfig | None = None):
+    def __init__(self, engine: GroundingEngine, tracker_config: TrackerConfig | None = None,
+                 tracker: TrackerChoice | None = None):
         self.engine = engine
         self.tracker_config = tracker_config or TrackerConfig(dtype=engine.dtype)
+        self.tracker_choice = tracker or TrackerChoice()
+        self.tracker_sam2 = tracker_sam2(self.tracker_choice, engine.model.sam2, engine.device)
 
     @classmethod
     def load(cls, model: str, device: str = "cpu", dtype: str = "float32", original_sam2=None,
-             **options) -> VideoPipeline:
+             tracker: TrackerChoice | None = None, **options) -> VideoPipeline:
         """``options``: GroundingEngine.load's (``revision``, ``lm_devices``)."""
-        return cls(GroundingEngine.load(model, device=device, dtype=dtype, original_sam2=original_sam2, **options))
+        return cls(GroundingEngine.load(model, device=device, dtype=dtype, original_sam2=original_sam2, **options),
+                   tracker=tracker)
 
     def run(self, frames: Sequence[np.ndarray], query: str, *, num_frames: int = 5, sampling: str = "uniform",
             prompt_frames: str = "all", progress: Callable[[int, int], None] | None = None,
@@ -60,10 +68,11 @@ class VideoPipeline:
             return VideoResult(g.answer, g.sampled_indices, empty, [0.0] * len(frames), g.reason, timings)
         t1 = time.perf_counter()
         n_seg = len(g.masks)
-        tracker = StreamingTracker(self.engine.model.sam2, self.tracker_config)
+        tracker = StreamingTracker(self.tracker_sam2, replace(self.tracker_config, num_frames=len(frames)))
         seg_masks, seg_scores = [], []
         for k in range(n_seg):  # each [SEG] alone, as Sa2VA-i runs a new SAM2 state per [SEG]
-            grounding = g.tracker_grounding(frames, range(len(frames)), prompt_frames, seg=k)
+            grounding = g.tracker_grounding(frames, range(len(frames)), prompt_frames, seg=k,
+                                            tracker_sam2=self.tracker_sam2)
             todo = len(frames) - min(grounding.sampled_indices)
             done = [0]
 
@@ -94,11 +103,12 @@ class VideoPipeline:
 
 
 def load_video_pipeline(model: str, device: str = "cpu", dtype: str = "float32", original_sam2=None,
-                        revision: str | None = None, lm_devices=None):
+                        revision: str | None = None, lm_devices=None, tracker: TrackerChoice | None = None):
     """The whole-video pipeline a checkpoint needs, by config.json's model_type.
 
     ``VideoPipeline`` (Sa2VA / Sa2VA-i) or ``SaSaSa2VAPipeline`` (``sasasa2va_chat``).
     Both answer ``segment(frames, query, **options)`` with one mask per frame.
+    ``tracker`` (Sa2VA / Sa2VA-i only): the propagation model.
     """
     from .checkpoint.config import read_config
     from .checkpoint.load import resolve
@@ -106,6 +116,9 @@ def load_video_pipeline(model: str, device: str = "cpu", dtype: str = "float32",
     if read_config(resolve(model, revision), name=model).kind == "sasasa2va":
         from .sasasa2va.pipeline import SaSaSa2VAPipeline
 
+        if tracker is not None and not tracker.is_checkpoint:
+            raise ValueError("a tracker model other than 'checkpoint' applies to Sa2VA / Sa2VA-i checkpoints; "
+                             "SaSaSa2VA propagates with its own SAM2")
         return SaSaSa2VAPipeline.load(model, device=device, dtype=dtype, revision=revision, lm_devices=lm_devices)
     return VideoPipeline.load(model, device=device, dtype=dtype, original_sam2=original_sam2, revision=revision,
-                              lm_devices=lm_devices)
+                              lm_devices=lm_devices, tracker=tracker)

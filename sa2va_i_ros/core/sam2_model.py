@@ -73,9 +73,13 @@ class Sam2Spec:
         # Hiera doubles the channels at every stage; the neck lists them coarsest first.
         return [self.embed_dim * 2**i for i in reversed(range(len(self.stages)))]
 
-    def hydra_overrides(self) -> list[str]:
-        """Overrides that turn sam2_hiera_l.yaml into this spec (none for Hiera-L)."""
-        if self == Sam2Spec():
+    def hydra_overrides(self, always: bool = False) -> list[str]:
+        """Overrides that turn a sam2 config into this spec.
+
+        None for Hiera-L on sam2_hiera_l.yaml, unless ``always`` (another config
+        shrunk or grown to this spec).
+        """
+        if self == Sam2Spec() and not always:
             return []
 
         def lst(v):
@@ -112,9 +116,13 @@ class Sam2Spec:
         ]
 
 
-def build_sam2(spec: Sam2Spec | None = None, device: str | torch.device = "cpu") -> nn.Module:
+def build_sam2(spec: Sam2Spec | None = None, device: str | torch.device = "cpu",
+               config: str = SAM2_CONFIG) -> nn.Module:
     """Instantiate sam2's SAM2VideoPredictor with Sa2VA's configuration (random weights).
 
+    ``config`` is one of sam2's own configs (default: Sa2VA's SAM 2.0 Hiera-L;
+    the tracker choice passes the others). Sa2VA's overrides apply to every
+    config, so that a chosen tracker differs from Sa2VA's only by its model.
     Weights are loaded afterwards by the checkpoint loader; the model is in eval mode.
     """
     import sam2  # noqa: F401  (initialises sam2's hydra config module)
@@ -122,8 +130,8 @@ def build_sam2(spec: Sam2Spec | None = None, device: str | torch.device = "cpu")
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    spec = spec or Sam2Spec()
-    cfg = compose(config_name=SAM2_CONFIG, overrides=[*SA2VA_OVERRIDES, *spec.hydra_overrides()])
+    sizes = [] if spec is None else spec.hydra_overrides(always=config != SAM2_CONFIG)
+    cfg = compose(config_name=config, overrides=[*SA2VA_OVERRIDES, *sizes])
     OmegaConf.resolve(cfg)
     model = instantiate(cfg.model, _recursive_=True)
     return model.to(device).eval()
@@ -137,16 +145,20 @@ def build_finetuned_decoder(sam2_model: nn.Module) -> nn.Module:
     return decoder
 
 
-def encode_image(sam2_model: nn.Module, pixels: torch.Tensor) -> dict:
+def encode_image(sam2_model: nn.Module, pixels: torch.Tensor, encoder: nn.Module | None = None) -> dict:
     """Run the image encoder (trunk + neck) once: raw multi-level features.
 
     ``pixels``: (B, 3, S, S) already normalised (``preprocess.sam2_pixels``). The
     result is decoder-independent; ``with_decoder_convs`` turns it into the
     ``backbone_out`` of one decoder, so grounding (finetuned decoder) and
-    propagation (original decoder) share one encoder pass per frame.
+    propagation (original decoder) share one encoder pass per frame. ``encoder``
+    is a stand-in for the model's own (a compiled wrapper of it). The result
+    names the encoder it came from (``"encoder"``), so that a tracker running
+    another SAM2 does not take these features for its own.
     """
-    out = sam2_model.image_encoder(pixels)
-    return {"backbone_fpn": list(out["backbone_fpn"]), "vision_pos_enc": list(out["vision_pos_enc"])}
+    out = (sam2_model.image_encoder if encoder is None else encoder)(pixels)
+    return {"backbone_fpn": list(out["backbone_fpn"]), "vision_pos_enc": list(out["vision_pos_enc"]),
+            "encoder": sam2_model.image_encoder}
 
 
 def with_decoder_convs(raw: dict, decoder: nn.Module) -> dict:
@@ -159,4 +171,7 @@ def with_decoder_convs(raw: dict, decoder: nn.Module) -> dict:
     fpn = list(raw["backbone_fpn"])
     fpn[0] = decoder.conv_s0(fpn[0])
     fpn[1] = decoder.conv_s1(fpn[1])
-    return {"backbone_fpn": fpn, "vision_pos_enc": list(raw["vision_pos_enc"])}
+    out = {"backbone_fpn": fpn, "vision_pos_enc": list(raw["vision_pos_enc"])}
+    if "encoder" in raw:
+        out["encoder"] = raw["encoder"]
+    return out

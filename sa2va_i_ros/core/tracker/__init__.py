@@ -31,10 +31,22 @@ Use from a ROS node (one lock around every tracker call)::
 
 Errors are ``ValueError`` (bad grounding, wrong mask or frame size, unknown id,
 ...), raised before any state changes.
+
+The model to track with is the checkpoint's own SAM2 (``engine.model.sam2``:
+Sa2VA-i exactly) or another of sam2's models (``models.TrackerChoice``,
+``models.tracker_sam2``); ``TrackerConfig(compile=..., channels_last=..., dtype=...)``
+selects the GPU speed paths (``fast.py``).
 """
 
 from sa2va_i_ros.core.tracker.config import STREAM_NUM_FRAMES, TrackerConfig
+from sa2va_i_ros.core.tracker.fast import FastPaths
 from sa2va_i_ros.core.tracker.grounding import Grounding
+from sa2va_i_ros.core.tracker.models import (
+                                             TRACKER_MODEL_NAMES,
+                                             TrackerChoice,
+                                             TrackerModelError,
+                                             tracker_sam2,
+)
 from sa2va_i_ros.core.tracker.presence import PresenceMonitor
 from sa2va_i_ros.core.tracker.results import (
                                               AddResult,
@@ -48,7 +60,9 @@ from sa2va_i_ros.core.tracker.tracker import StreamingTracker
 
 __all__ = [
     "STREAM_NUM_FRAMES",
+    "TRACKER_MODEL_NAMES",
     "AddResult",
+    "FastPaths",
     "FrameResult",
     "Grounding",
     "MemoryStats",
@@ -57,5 +71,8 @@ __all__ = [
     "PresenceMonitor",
     "StreamingTracker",
     "TrackEvent",
+    "TrackerChoice",
     "TrackerConfig",
+    "TrackerModelError",
+    "tracker_sam2",
 ]

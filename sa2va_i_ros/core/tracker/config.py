@@ -50,6 +50,8 @@ class TrackerConfig:
     * ``max_prompt_frames``: cap on the distinct conditioning frames of one
       object (they are kept for the object's lifetime and attended on every frame).
     * ``num_frames``: the video length told to sam2 (see ``STREAM_NUM_FRAMES``).
+    * ``compile`` / ``channels_last``: GPU speed paths (``fast.py``); off on a CPU
+      whatever is asked (``StreamingTracker.fast_paths.notes`` says so).
     """
 
     prompt_policy: PromptPolicy = "all"
@@ -60,6 +62,8 @@ class TrackerConfig:
     dtype: torch.dtype | str = torch.float32
     max_prompt_frames: int = 32
     num_frames: int = STREAM_NUM_FRAMES
+    compile: bool = False
+    channels_last: bool = False
 
     def __post_init__(self) -> None:
         if self.prompt_policy not in ("all", "first"):
@@ -71,6 +75,9 @@ class TrackerConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
+        for name in ("compile", "channels_last"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false; got {getattr(self, name)!r}")
         object.__setattr__(self, "dtype", as_dtype(self.dtype))
 
 

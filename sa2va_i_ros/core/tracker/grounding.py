@@ -29,6 +29,8 @@ class Grounding:
     * ``masks``: one bool (H, W) mask per sampled index.
     * ``raw_features``: optional ``sam2_model.encode_image`` output (batch 1) per
       sampled index (None where absent), so the image encoder is not run again.
+      They must come from the tracker's own SAM2 (features that name another
+      encoder are refused: a tracker running another model encodes the frames itself).
     * ``pixels``: optional (3, S, S) ``preprocess.sam2_pixels`` tensor per sampled
       index (None where absent), so the frame is not preprocessed again.
     """
@@ -58,8 +60,8 @@ class CheckedGrounding:
 
 
 def check_grounding(g: Grounding, image_size: int, feat_size: int, policy: str,
-                    max_prompt_frames: int) -> CheckedGrounding:
-    """Validate ``g`` (``feat_size``: side of SAM2's top feature map, S / 16)."""
+                    max_prompt_frames: int, encoder=None) -> CheckedGrounding:
+    """Validate ``g`` (``feat_size``: side of SAM2's top feature map, S / 16; ``encoder``: the tracker's)."""
     frames = [check_frame(f) for f in g.frames]
     if not frames:
         raise ValueError("grounding has no frames")
@@ -90,7 +92,7 @@ def check_grounding(g: Grounding, image_size: int, feat_size: int, policy: str,
     if len(prompts) > max_prompt_frames:
         raise ValueError(f"{len(prompts)} distinct prompted frames exceed max_prompt_frames={max_prompt_frames}")
 
-    raw = _per_index(g.raw_features, indices, "raw_features", lambda v: _check_raw(v, feat_size))
+    raw = _per_index(g.raw_features, indices, "raw_features", lambda v: _check_raw(v, feat_size, encoder))
     pixels = _per_index(g.pixels, indices, "pixels", lambda v: _check_pixels(v, image_size))
     return CheckedGrounding(frames, stamps, size, prompts, raw, pixels)
 
@@ -125,7 +127,7 @@ def _check_pixels(p, image_size: int) -> torch.Tensor:
     return p
 
 
-def _check_raw(raw, feat_size: int) -> dict:
+def _check_raw(raw, feat_size: int, encoder=None) -> dict:
     ok = isinstance(raw, dict) and isinstance(raw.get("backbone_fpn"), list | tuple) \
         and isinstance(raw.get("vision_pos_enc"), list | tuple) and len(raw["backbone_fpn"]) > 0 \
         and len(raw["backbone_fpn"]) == len(raw["vision_pos_enc"])
@@ -135,4 +137,8 @@ def _check_raw(raw, feat_size: int) -> dict:
     if top.dim() != 4 or top.shape[0] != 1 or tuple(top.shape[-2:]) != (feat_size, feat_size):
         raise ValueError(f"raw_features must be of batch 1 with a {feat_size}x{feat_size} top level; got "
                          f"{tuple(top.shape)}")
+    source = raw.get("encoder")
+    if encoder is not None and source is not None and source is not encoder:
+        raise ValueError("raw_features come from another SAM2 image encoder than the tracker's (a tracker "
+                         "model other than the checkpoint's encodes the frames itself: pass no raw_features)")
     return raw

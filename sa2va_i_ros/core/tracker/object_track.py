@@ -67,16 +67,25 @@ class ObjectTrack:
     def needs_features(self) -> bool:
         return self.next_index not in self.pending_prompts
 
-    def advance(self, runner: Sam2Runner, feats: FrameFeatures | None) -> Advance:
+    def job(self) -> tuple[dict, int] | None:
+        """(memory, frame index) to track the next frame with; None when that frame is a prompt."""
+        t = self.next_index
+        return None if t in self.pending_prompts else (self.memory.output_dict, t)
+
+    def advance(self, runner: Sam2Runner, feats: FrameFeatures | None = None,
+                step: StepOutput | None = None) -> Advance:
+        """The next frame, not stored yet: its prompt, or ``step`` (tracked already, e.g. in a
+        batch of objects), or tracked here on ``feats``."""
         t = self.next_index
         if t in self.pending_prompts:
             step = None
             logits = self.pending_prompts[t]
             score_logit = self.memory.cond[t]["object_score_logits"]
         else:
-            if feats is None:
-                raise RuntimeError(f"object {self.obj_id}: frame {t} needs image features")
-            step = runner.track(feats, self.memory.output_dict, t)
+            if step is None:
+                if feats is None:
+                    raise RuntimeError(f"object {self.obj_id}: frame {t} needs image features")
+                step = runner.track(feats, self.memory.output_dict, t)
             logits = step.low_res_logits
             score_logit = step.entry["object_score_logits"]
         score = float(torch.sigmoid(score_logit.float()).reshape(-1)[0])

@@ -12,6 +12,7 @@ import torch
 from sa2va_i_ros.core.errors import Cancelled
 from sa2va_i_ros.core.preprocess import check_frame
 from sa2va_i_ros.core.tracker.config import TrackerConfig, check_gap_policy
+from sa2va_i_ros.core.tracker.fast import FastPaths, resolve_fast_paths
 from sa2va_i_ros.core.tracker.grounding import CheckedGrounding, Grounding, check_grounding
 from sa2va_i_ros.core.tracker.masks import prompt_mask_input
 from sa2va_i_ros.core.tracker.memory import ObjectMemory, memory_horizons
@@ -38,12 +39,23 @@ class StreamingTracker:
 
     def __init__(self, model, config: TrackerConfig | None = None) -> None:
         self.config = config or TrackerConfig()
-        self.runner = Sam2Runner(model, self.config.dtype, self.config.num_frames)
+        fast = resolve_fast_paths(self.config.compile, self.config.channels_last, model.device)
+        self.runner = Sam2Runner(model, self.config.dtype, self.config.num_frames, fast)
         self._horizons = memory_horizons(model, self.config.num_frames)
         self._objects: dict[int, ObjectTrack] = {}
         self._next_id = 1
 
     # -- queries ----------------------------------------------------------------------------
+    @property
+    def sam2(self):
+        """The SAM2 model this tracker propagates with."""
+        return self.runner.model
+
+    @property
+    def fast_paths(self) -> FastPaths:
+        """The speed paths in use on this device (``notes``: what was asked but is off here)."""
+        return self.runner.fast
+
     @property
     def object_ids(self) -> list[int]:
         return list(self._objects)
@@ -117,7 +129,7 @@ class StreamingTracker:
         if isinstance(obj_id, bool) or not isinstance(obj_id, int | np.integer):
             raise ValueError(f"obj_id must be an integer, got {obj_id!r}")
         g = check_grounding(grounding, self.runner.image_size, self.runner.feat_size,
-                            self.config.prompt_policy, self.config.max_prompt_frames)
+                            self.config.prompt_policy, self.config.max_prompt_frames, self.runner.model.image_encoder)
         with torch.inference_mode():
             track = self._new_track(int(obj_id), g)
         track.next_index = g.first_prompt
@@ -259,10 +271,13 @@ class StreamingTracker:
     def _step_objects(self, objects: dict[int, ObjectTrack], frame: np.ndarray, stamp: Any) -> FrameResult:
         if not objects:
             return FrameResult(stamp, {}, ())
-        feats = None
-        if any(o.needs_features() for o in objects.values()):
+        jobs = {i: o.job() for i, o in objects.items()}
+        todo = [i for i, job in jobs.items() if job is not None]
+        steps = {}
+        if todo:  # one encoder pass for all objects; their memory attention, decoder and memory encoder batched
             feats = self.runner.features(self.runner.encode(self.runner.pixels(frame)))
-        advances = {i: o.advance(self.runner, feats) for i, o in objects.items()}
+            steps = dict(zip(todo, self.runner.track_many(feats, [jobs[i] for i in todo]), strict=True))
+        advances = {i: o.advance(self.runner, step=steps.get(i)) for i, o in objects.items()}
         results: dict[int, ObjectResult] = {}
         events: list[TrackEvent] = []
         for i, adv in advances.items():
@@ -270,6 +285,26 @@ class StreamingTracker:
             if event is not None:
                 events.append(event)
         return FrameResult(stamp, results, tuple(events))
+
+    def warm_up(self, frame_size: tuple[int, int] = (64, 64), objects: int = 2) -> None:
+        """Run every path once on a synthetic frame (compiles them when ``compile`` is on).
+
+        Call it after construction, before the first query, so that no query pays
+        for compilation. Tracked objects are not touched.
+        """
+        h, w = frame_size
+        frame = np.zeros((h, w, 3), np.uint8)
+        mask = np.zeros((h, w), bool)
+        mask[h // 4: h // 2, w // 4: w // 2] = True
+        grounding = Grounding([frame, frame], [0, 1], [0], [mask])
+        with torch.inference_mode():
+            tracks = {k: self._new_track(k, check_grounding(grounding, self.runner.image_size, self.runner.feat_size,
+                                                           "all", 1, self.runner.model.image_encoder))
+                      for k in range(objects)}
+            for _ in range(3):
+                self._step_objects(tracks, frame, None)
+            if objects > 1:
+                self._step_objects({0: tracks[0]}, frame, None)
 
 
 def _check(cancelled: Callable[[], bool] | None) -> None:
