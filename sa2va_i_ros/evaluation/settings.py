@@ -84,6 +84,14 @@ class EvalSettings:
     mode: str | None = knob(None, choices=SASASA2VA_MODES, label="SaSaSa2VA mode", show=_mode_shown,
                             help="SaSaSa2VA checkpoints only: inference mode (default uniform; docs/SASASA2VA.md)")
 
+    tracker_model: str | None = knob(None, parse=lambda text: _tracker_model(text), stage="load", label="tracker",
+                                     show=lambda s: s.tracker_model or "checkpoint",
+                                     help="propagation model: checkpoint (default: the checkpoint's SAM2, exact "
+                                          "Sa2VA-i), sam2.1_hiera_t/s/b+/l or sam2_hiera_t/s/b+/l (docs/TRACKER.md)")
+    tracker_weights: str | None = knob(None, stage="load", label="tracker weights",
+                                       help="its weights: a .pt/.safetensors file or a hub id (default: its "
+                                            "official hub repository)")
+
     def __post_init__(self):
         for name, spec in knobs().items():
             value = getattr(self, name)
@@ -125,6 +133,14 @@ class EvalSettings:
         if self.mode is not None or self.sampling not in SAMPLING_MODES:
             return None  # SaSaSa2VA shows it 100 frames in clips, by its own plan
         return len(unique_in_order(sample_indices(num_video_frames, self.num_frames, self.sampling)))
+
+
+def _tracker_model(text: str) -> str:
+    from sa2va_i_ros.core.tracker.models import TRACKER_MODEL_NAMES  # torch: only when the option is given
+
+    if text not in TRACKER_MODEL_NAMES:
+        raise SettingsError(f"unknown tracker model {text!r}; choose one of {', '.join(TRACKER_MODEL_NAMES)}")
+    return text
 
 
 def _optional_unset(name: str, value) -> bool:

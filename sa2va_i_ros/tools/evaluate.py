@@ -72,14 +72,22 @@ def result_options() -> tuple[str, ...]:
 
 def load_segmenter(model: str, device: str = "cpu", dtype: str = "float32", original_sam2: str | None = None,
                    **load_settings) -> VideoSegmenter:
-    """The project's offline pipeline for the checkpoint's kind (Sa2VA-i or SaSaSa2VA, from config.json)."""
+    """The project's offline pipeline for the checkpoint's kind (Sa2VA-i or SaSaSa2VA, from config.json).
+
+    ``tracker_model`` / ``tracker_weights`` (settings): the propagation model (default the
+    checkpoint's SAM2; another applies to Sa2VA / Sa2VA-i checkpoints only, docs/TRACKER.md).
+    """
     try:
         # both pipelines implement VideoSegmenter; they import torch and sam2, which a bare install may lack
         from sa2va_i_ros.core.pipeline import load_video_pipeline
+        from sa2va_i_ros.core.tracker import TrackerChoice
     except ImportError as exc:
         raise SegmenterUnavailable(f"the inference pipeline (sa2va_i_ros.core.pipeline.VideoPipeline) cannot "
                                    f"be imported: {exc}") from exc
-    return load_video_pipeline(model, device=device, dtype=dtype, original_sam2=original_sam2, **load_settings)
+    tracker = TrackerChoice(load_settings.pop("tracker_model", None) or "checkpoint",
+                            load_settings.pop("tracker_weights", None) or "")
+    return load_video_pipeline(model, device=device, dtype=dtype, original_sam2=original_sam2, tracker=tracker,
+                               **load_settings)
 
 
 def load_q_frames(path: str) -> dict:

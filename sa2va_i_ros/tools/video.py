@@ -10,6 +10,10 @@ with its ``--mode``). Writes, per query, ``OUT/<k>_<query>/<frame>.png`` (mono
 Sa2VA-i answer in ``seg_<j>/``) and ``overlay.mp4`` (every [SEG], unless
 --no-overlay), and ``OUT/result.json`` with the answers, the sampled indices and
 the timings.
+
+``--tracker-model sam2.1_hiera_t --tracker-weights sam2.1_hiera_tiny.pt`` propagates
+with another SAM2 than the checkpoint's (Sa2VA / Sa2VA-i; docs/TRACKER.md);
+``--tracker-compile`` and ``--tracker-channels-last`` select the GPU speed paths.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ from tqdm import tqdm
 from sa2va_i_ros.core.errors import Sa2VAError
 from sa2va_i_ros.core.geometry import overlay
 from sa2va_i_ros.core.sasasa2va.modes import MODES as SASASA2VA_MODES
+
+TRACKER_MODEL_HELP = ("propagation model: checkpoint (default: the checkpoint's SAM2, exact Sa2VA-i), "
+                      "sam2.1_hiera_t/s/b+/l or sam2_hiera_t/s/b+/l")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -47,6 +54,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--original-sam2", default=None, help="SAM 2.0 safetensors (plain Sa2VA checkpoints only)")
     p.add_argument("--revision", default=None, help="hub revision (branch, tag or commit) of a hub model")
     p.add_argument("--lm-devices", default=None, help="spread the language model over these devices: cuda:0,cuda:1")
+    p.add_argument("--tracker-model", default="checkpoint", help=TRACKER_MODEL_HELP)
+    p.add_argument("--tracker-weights", default="",
+                   help="its weights: a .pt/.safetensors file or a hub id (default: its official hub repository)")
+    p.add_argument("--tracker-compile", action="store_true", help="torch.compile the tracker (GPU only)")
+    p.add_argument("--tracker-channels-last", action="store_true", help="channels-last tracker (GPU only)")
     p.add_argument("--max-frames", type=int, default=None, help="read at most this many frames")
     p.add_argument("--no-overlay", action="store_true", help="skip overlay.mp4")
     args = p.parse_args(argv)
@@ -84,6 +96,7 @@ def run_query(pipeline, frames, query: str, args, bar):
 
 def main(argv=None) -> int:
     from sa2va_i_ros.core.pipeline import load_video_pipeline
+    from sa2va_i_ros.core.tracker import TrackerChoice, TrackerConfig
     from sa2va_i_ros.tools.media import read_frames, write_mask, write_video
 
     args = parse_args(argv)
@@ -93,7 +106,11 @@ def main(argv=None) -> int:
         frames, names, fps = read_frames(args.input, args.max_frames)
         t0 = time.perf_counter()
         pipeline = load_video_pipeline(args.model, args.device, args.dtype, args.original_sam2,
-                                       revision=args.revision, lm_devices=args.lm_devices)
+                                       revision=args.revision, lm_devices=args.lm_devices,
+                                       tracker=TrackerChoice(args.tracker_model, args.tracker_weights))
+        if hasattr(pipeline, "tracker_config"):  # Sa2VA / Sa2VA-i: the tracker's speed paths
+            pipeline.tracker_config = TrackerConfig(dtype=pipeline.engine.dtype, compile=args.tracker_compile,
+                                                    channels_last=args.tracker_channels_last)
         load_ms = (time.perf_counter() - t0) * 1e3
     except (Sa2VAError, ValueError, OSError) as exc:
         print(f"sa2va-i-video: {exc}", file=sys.stderr)
@@ -102,7 +119,8 @@ def main(argv=None) -> int:
     report = {"model": args.model, "input": str(args.input), "frames": len(frames), "load_ms": load_ms,
               "options": {"num_frames": args.num_frames, "sampling": args.sampling,
                           "max_new_tokens": args.max_new_tokens,
-                          "prompt_frames": args.prompt_frames, "device": args.device, "dtype": args.dtype},
+                          "prompt_frames": args.prompt_frames, "device": args.device, "dtype": args.dtype,
+                          "tracker_model": args.tracker_model, "tracker_weights": args.tracker_weights},
               "queries": []}
     for k, query in enumerate(args.query):
         bar = tqdm(total=len(frames), desc=f"{query[:30]}", unit="frame")
