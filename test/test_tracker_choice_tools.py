@@ -78,3 +78,20 @@ def test_eval_passes_the_tracker_choice_and_keeps_it_with_the_results(tmp_path, 
     del summary["options"]["tracker_model"], summary["options"]["tracker_weights"]
     (tmp_path / "out" / "summary.json").write_text(json.dumps(summary))
     assert evaluate.main([*base, "--resume"]) == 0
+
+
+def test_tiny_checkpoint_cli_writes_tiny_tracker_models(tmp_path, capsys):
+    import pytest
+
+    from sa2va_i_ros.core.tracker import TrackerChoice
+    from sa2va_i_ros.core.tracker.models import load_tracker_model
+    from sa2va_i_ros.tools import tiny_checkpoint
+
+    out = tmp_path / "ckpt"
+    assert tiny_checkpoint.main([str(out), "--tracker", "sam2.1_hiera_t", "--tracker", "sam2_hiera_l"]) == 0
+    assert "tiny sam2.1_hiera_t tracker model" in capsys.readouterr().out
+    for name in ("sam2.1_hiera_t", "sam2_hiera_l"):
+        assert load_tracker_model(TrackerChoice(name, str(out / f"{name}.pt"))).image_size == 128
+    with pytest.raises(SystemExit):
+        tiny_checkpoint.main([str(tmp_path / "x"), "--tracker", "sam3"])
+    assert "unknown tracker model(s) sam3" in capsys.readouterr().err

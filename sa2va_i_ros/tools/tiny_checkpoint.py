@@ -5,6 +5,9 @@ Loaded by the same code as kumuji/Sa2VA-i-1B; its language model answers
 masks are random: it exists to test and demonstrate the plumbing without weights.
 With ``--answer-rig`` the answer depends on a word of the query instead (two
 [SEG], [SEG] last, no [SEG], endless; see core/checkpoint/answer_rig.py).
+With ``--tracker sam2.1_hiera_t`` (repeatable) it also writes OUT_DIR/sam2.1_hiera_t.pt,
+a tiny random-weight version of that sam2 model in sam2's official file layout, for
+``tracker_model:=sam2.1_hiera_t tracker_weights:=OUT_DIR/sam2.1_hiera_t.pt``.
 """
 
 from __future__ import annotations
@@ -37,7 +40,28 @@ def main(argv=None) -> int:
                    help="language model: qwen2 (Sa2VA-i-1B/4B layout) or internlm2 (Sa2VA-i-8B/26B layout)")
     p.add_argument("--vision", choices=("300m", "6b"), default="300m",
                    help="vision tower layout for --family internlm2: InternViT-300M (8B) or InternViT-6B (26B)")
+    p.add_argument("--tracker", action="append", default=[], metavar="NAME",
+                   help="also write OUT_DIR/NAME.pt: a tiny random sam2 tracker model (sam2.1_hiera_t/s/b+/l, "
+                        "sam2_hiera_t/s/b+/l) for the tracker_model / tracker_weights parameters")
     args = p.parse_args(argv)
+    from sa2va_i_ros.core.tracker.models import TRACKER_MODELS
+
+    unknown = [n for n in args.tracker if n not in TRACKER_MODELS]
+    if unknown:
+        p.error(f"unknown tracker model(s) {', '.join(unknown)}; choose from {', '.join(TRACKER_MODELS)}")
+    code = _write(p, args)
+    if code == 0 and args.tracker:
+        from pathlib import Path
+
+        from sa2va_i_ros.core.tracker.tiny_models import write_tiny_tracker_weights
+
+        for name in args.tracker:
+            path = write_tiny_tracker_weights(name, Path(args.out_dir) / f"{name}.pt", seed=args.seed)
+            print(f"wrote a tiny {name} tracker model to {path} (random weights)")
+    return code
+
+
+def _write(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.answer_rig:
         if args.plain_sa2va or args.answer != DEFAULT_ANSWER or args.family != "qwen2":
             p.error("--answer-rig chooses its own answers and writes the Sa2VA-i layout")
