@@ -5,7 +5,8 @@ The checkpoint has the official layout and Sa2VA-i-1B's sizes (InternViT-300M,
 Qwen2.5-0.5B, SAM 2.0 Hiera-L, both decoders) with random weights, so the
 figures measure compute, not accuracy. For fp16 and bf16: one grounding call
 on 5 of 10 frames (640x480, median of 3 after a warm-up), and the streaming
-tracker's frames per second at Hiera-L over 100 frames.
+tracker's frames per second at Hiera-L over 100 frames; then the tracker's frames
+per second for each SAM 2.1 size, compiled or not (``bench_gpu_tracker``).
 """
 
 from __future__ import annotations
@@ -80,6 +81,12 @@ def run(out: dict | None = None, device: str = "cuda", dtypes=("float16", "bfloa
             out[f"gpu.{dtype}.{key}"] = value
     out["gpu.model"] = "random weights, Sa2VA-i-1B sizes (InternViT-300M, Qwen2.5-0.5B, SAM 2.0 Hiera-L)" \
         if real else "tiny random checkpoint"
+    from bench import bench_gpu_tracker
+
+    if real:
+        bench_gpu_tracker.run(out, device=device, dtypes=dtypes, frames=max(3, frames // 2))
+    else:  # the code path only (tests on cpu): one size, not compiled
+        bench_gpu_tracker.run(out, device=device, dtypes=dtypes, frames=3, tiny=True, sizes=("t",), compiled=(False,))
     return out
 
 

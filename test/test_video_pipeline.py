@@ -85,6 +85,7 @@ def test_gpu_benchmark_code_path_runs_on_cpu_with_the_tiny_model():
 
     out = bench_gpu.run(device="cpu", dtypes=("float32",), real=False, frames=3)
     assert out["gpu.float32.grounding_ms_5_frames"] > 0 and out["gpu.float32.propagation_fps"] > 0
+    assert out["gpu.tracker.t.float32.fps"] > 0  # bench_gpu_tracker's code path, tiny Hiera-T
 
 
 def test_every_seg_of_the_answer_gets_its_own_propagated_masks(rig_engine, frames):
