@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "latest.json"
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+PARTS = ("streaming", "buffer", "node", "grounding", "load", "load8b", "runtime", "tracker", "gpu")
 
 # key, goal (text), what it is
 TABLE = [
@@ -32,6 +33,23 @@ TABLE = [
     ("streaming.rss_growth_mb", "<= 32", "tracker: RSS after frame 2000 minus after frame 200 (MB)"),
     ("streaming.offline_rss_growth_mb", "-", "the same for sam2's offline predictor (MB)"),
     ("streaming.ms_per_frame", "-", "tracker ms/frame (tiny SAM2, 64x48 frames)"),
+    ("tracker.cost_ratio_tiny_vs_large", "<= 0.35", "tracker ms/frame, one object: SAM 2.1 Hiera-T / Hiera-L "
+     "(real size, 1024 input, cpu)"),
+    ("tracker.cpu_cost_ratio_tiny_vs_large", "<= 0.35", "the same in this process's CPU time"),
+    ("tracker.extra_object_ratio", "<= 2.0", "tracker ms/frame with 4 objects / with 1 (Hiera-L, cpu)"),
+    ("tracker.cpu_extra_object_ratio", "<= 2.0", "the same in this process's CPU time"),
+    ("tracker.t.ms_per_frame", "-", "tracker ms/frame, one object, Hiera-T (5 prompts + 6 recent memories)"),
+    ("tracker.s.ms_per_frame", "-", "the same, Hiera-S"),
+    ("tracker.b+.ms_per_frame", "-", "the same, Hiera-B+"),
+    ("tracker.l.ms_per_frame", "-", "the same, Hiera-L (the checkpoint's size)"),
+    ("tracker.l4.ms_per_frame", "-", "the same, Hiera-L with 4 objects"),
+    ("tracker.t.cpu_ms_per_frame", "-", "Hiera-T, one object: CPU ms per frame"),
+    ("tracker.t.encoder_cpu_ms", "-", "of which in the image encoder"),
+    ("tracker.t.memory_attention_cpu_ms", "-", "of which in the memory attention (the same module in every size)"),
+    ("tracker.l.cpu_ms_per_frame", "-", "Hiera-L, one object: CPU ms per frame"),
+    ("tracker.l.encoder_cpu_ms", "-", "of which in the image encoder"),
+    ("tracker.l.memory_attention_cpu_ms", "-", "of which in the memory attention"),
+    ("tracker.l4.memory_attention_cpu_ms", "-", "Hiera-L, 4 objects: CPU ms in the (batched) memory attention"),
     ("grounding.memory_ratio_vs_reference", "<= 0.6", "peak memory of one grounding call, ours / official way"),
     ("grounding.time_ratio_vs_reference", "<= 1.0", "time of one grounding call, ours / official way"),
     ("grounding.ours_peak_mb", "-", "peak memory of one grounding call, ours (MB)"),
@@ -105,9 +123,11 @@ def gpu_figures(out: dict) -> None:
 
 def write_doc(results: dict) -> None:
     m = results["machine"]
-    lines = [f"Measured {results['date']} on: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB RAM, GPU: "
-             f"{m['gpu']}; {m['os']}; Python {m['python']}, torch {m['torch']}.", "",
-             "| figure | value | goal | what |", "| --- | --- | --- | --- |"]
+    lines = [f"Last run {results['date']} on: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB RAM, GPU: "
+             f"{m['gpu']}; {m['os']}; Python {m['python']}, torch {m['torch']}.", ""]
+    if results.get("parts"):
+        lines += ["Parts measured: " + "; ".join(f"{k} {v}" for k, v in results["parts"].items()) + ".", ""]
+    lines += ["| figure | value | goal | what |", "| --- | --- | --- | --- |"]
     for key, goal, what in TABLE:
         value = results.get(key, "not measured")
         value = f"{value:.3g}" if isinstance(value, float) else value
@@ -122,23 +142,32 @@ def write_doc(results: dict) -> None:
 def main(argv=None) -> int:
     args = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     args.add_argument("--quick", action="store_true", help="400 streaming frames (a smoke run)")
-    args.add_argument("--only", nargs="+",
-                      choices=("streaming", "buffer", "node", "grounding", "load", "load8b", "runtime", "gpu"),
+    args.add_argument("--only", nargs="+", choices=PARTS,
                       help="re-measure only these parts, keeping the others from latest.json")
     opts = args.parse_args(argv)
-    from bench import bench_buffer, bench_grounding, bench_load, bench_node, bench_runtime, bench_streaming
+    from bench import (bench_buffer, bench_grounding, bench_load, bench_node, bench_runtime, bench_streaming,
+                       bench_tracker)
 
     results: dict = json.loads(RESULTS.read_text()) if opts.only and RESULTS.exists() else {}
+    parts = results.setdefault("parts", {})  # when and where each part was measured (--only keeps old ones)
+    if results.get("date"):
+        for name in PARTS:
+            if name not in parts and any(k.startswith(name + ".") for k in results):
+                parts[name] = f"{results['date']} on {results['machine']['cpu']}"
     results.update({"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine()})
     for name, step in (("streaming", lambda o: bench_streaming.run(400 if opts.quick else 2000, o)),
                        ("buffer", bench_buffer.run), ("node", bench_node.run),
                        ("grounding", bench_grounding.run), ("load", bench_load.run), ("load8b", bench_load.run_8b),
-                       ("runtime", bench_runtime.run), ("gpu", gpu_figures)):
+                       ("runtime", bench_runtime.run),
+                       ("tracker", lambda o: bench_tracker.run(o, rounds=1 if opts.quick else 2)),
+                       ("gpu", gpu_figures)):
         if opts.only and name not in opts.only:
             continue
         t0 = time.perf_counter()
         print(f"[bench] {name} ...", flush=True)
         step(results)
+        parts[name] = (f"{results['date']} on {results['machine']['cpu']} "
+                       f"(load average {os.getloadavg()[0]:.1f} at the end)")
         print(f"[bench] {name} done in {time.perf_counter() - t0:.0f} s", flush=True)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
