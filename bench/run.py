@@ -125,8 +125,12 @@ def write_doc(results: dict) -> None:
     m = results["machine"]
     lines = [f"Last run {results['date']} on: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB RAM, GPU: "
              f"{m['gpu']}; {m['os']}; Python {m['python']}, torch {m['torch']}.", ""]
-    if results.get("parts"):
-        lines += ["Parts measured: " + "; ".join(f"{k} {v}" for k, v in results["parts"].items()) + ".", ""]
+    parts = results.get("parts", {})
+    if parts:
+        undated = [p for p in PARTS if p not in parts and any(k.startswith(p + ".") for k in results)]
+        lines += ["Parts measured: " + "; ".join(f"{k} {v}" for k, v in parts.items())
+                  + (f"; {', '.join(undated)}: not recorded (see the git history of bench/results/latest.json)"
+                     if undated else "") + ".", ""]
     lines += ["| figure | value | goal | what |", "| --- | --- | --- | --- |"]
     for key, goal, what in TABLE:
         value = results.get(key, "not measured")
@@ -150,10 +154,6 @@ def main(argv=None) -> int:
 
     results: dict = json.loads(RESULTS.read_text()) if opts.only and RESULTS.exists() else {}
     parts = results.setdefault("parts", {})  # when and where each part was measured (--only keeps old ones)
-    if results.get("date"):
-        for name in PARTS:
-            if name not in parts and any(k.startswith(name + ".") for k in results):
-                parts[name] = f"{results['date']} on {results['machine']['cpu']}"
     results.update({"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine()})
     for name, step in (("streaming", lambda o: bench_streaming.run(400 if opts.quick else 2000, o)),
                        ("buffer", bench_buffer.run), ("node", bench_node.run),
