@@ -3,6 +3,8 @@
     ros2 launch sa2va_i_ros segment.launch.py model:=kumuji/Sa2VA-i-1B device:=cuda \
         image:=/camera/color/image_raw use_depth:=true
 
+A faster tracker (docs/TRACKER.md): ``tracker_model:=sam2.1_hiera_t tracker_weights:=sam2.1_hiera_tiny.pt``.
+
 Then: ros2 service call /sa2va_i/segment sa2va_i_ros/srv/Segment "{query: 'the cup left of the bowl', track: true}"
 
 Every parameter with its default is in config/segment.yaml (params_file); the
@@ -26,6 +28,12 @@ ARGUMENTS = [
     ("device", "auto", "cpu, cuda, cuda:N or auto"),
     ("dtype", "auto", "float32, float16, bfloat16 or auto"),
     ("num_frames", "5", "frames the language model sees per query"),
+    ("tracker_model", "checkpoint", "SAM2 that propagates: checkpoint (exactly Sa2VA-i) or sam2.1_hiera_t/s/b+/l, "
+     "sam2_hiera_t/s/b+/l"),
+    ("tracker_weights", "", "weights of a sam2 tracker_model: .pt / .safetensors file or hub id (empty: official)"),
+    ("tracker_dtype", "auto", "tracker precision: auto (the model's), float32, float16 or bfloat16"),
+    ("tracker_compile", "false", "torch.compile the tracker (CUDA with triton)"),
+    ("tracker_channels_last", "false", "channels-last convolutions in the tracker (CUDA)"),
     ("use_depth", "false", "subscribe to depth + camera_info and publish 3D output"),
     ("image_transport", "raw", "raw, compressed (<image>/compressed, <depth>/compressedDepth) or both"),
     ("image", "/camera/color/image_raw", "RGB image topic"),
@@ -58,6 +66,11 @@ def generate_launch_description():
         parameters=[cfg("params_file"), {
             "model": cfg("model"), "device": cfg("device"), "dtype": cfg("dtype"),
             "num_frames": ParameterValue(cfg("num_frames"), value_type=int),
+            "tracker_model": cfg("tracker_model"),
+            "tracker_weights": ParameterValue(cfg("tracker_weights"), value_type=str),
+            "tracker_dtype": cfg("tracker_dtype"),
+            "tracker_compile": ParameterValue(cfg("tracker_compile"), value_type=bool),
+            "tracker_channels_last": ParameterValue(cfg("tracker_channels_last"), value_type=bool),
             "use_depth": ParameterValue(cfg("use_depth"), value_type=bool),
             "autostart": ParameterValue(cfg("autostart"), value_type=bool),
             "image_transport": cfg("image_transport")}],

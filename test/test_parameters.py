@@ -74,12 +74,15 @@ def _parameters_fed_by_launch() -> dict[str, tuple[str, str | None]]:
 def test_launch_arguments_feed_declared_parameters():
     """Each launch argument given to the node names a declared parameter, with its type; its default is valid."""
     fed, arguments = _parameters_fed_by_launch(), _launch_arguments()
-    assert {"model", "device", "dtype", "num_frames", "use_depth", "image_transport"} <= set(fed)
+    assert {"model", "device", "dtype", "num_frames", "use_depth", "image_transport", "tracker_model",
+            "tracker_weights", "tracker_dtype", "tracker_compile", "tracker_channels_last"} <= set(fed)
     for name, (argument, value_type) in fed.items():
         assert name in BY_NAME, f"the launch file sets {name!r}, which the node does not declare"
         assert argument in arguments, f"{name!r} is fed from an undeclared launch argument {argument!r}"
         default = BY_NAME[name].default
         expected_type = {bool: "bool", int: "int", float: "float"}.get(type(default))
+        if value_type == "str":  # a string kept a string whatever it looks like (a path, an empty value)
+            expected_type = "str" if isinstance(default, str) else "not str"
         assert value_type == expected_type, f"{name!r} reaches the node as {value_type}, declared {type(default)}"
         text = arguments[argument]
         value = {"bool": lambda t: t == "true", "int": int, "float": float}.get(value_type, str)(text)

@@ -26,7 +26,7 @@ from .frame_buffer import Frame, FrameBuffer, Push, check_rgb
 from .grounding import GroundingOptions
 from .sampling import SAMPLING_MODES
 from .stamp_gate import StampGate
-from .tracker import FrameResult, StreamingTracker, TrackerConfig
+from .tracker import FrameResult, StreamingTracker, TrackerChoice, TrackerConfig, tracker_sam2
 
 PROMPT_FRAMES = ("all", "first")
 GAP_POLICIES = ("catch_up", "skip")
@@ -142,16 +142,21 @@ def _resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 class Session:
     def __init__(self, engine, buffer: FrameBuffer, tracker_config: TrackerConfig | None = None,
                  settings: Settings | None = None, tracker: StreamingTracker | None = None,
-                 track_ids: Iterator[int] | None = None):
+                 track_ids: Iterator[int] | None = None, tracker_model: TrackerChoice | None = None):
         """``tracker``: a tracker (or a stand-in) instead of one on the engine's SAM2;
-        ``track_ids``: where new ids come from (the node keeps one counter for its lifetime)."""
+        ``track_ids``: where new ids come from (the node keeps one counter for its lifetime);
+        ``tracker_model``: the SAM2 to propagate with (default: the checkpoint's own, exactly
+        Sa2VA-i; another is loaded here, ``TrackerModelError`` when it cannot be)."""
         self.engine, self.buffer = engine, buffer
         self.settings = settings or Settings()
         base = tracker_config or TrackerConfig(threshold=self.settings.presence_threshold,
                                                lost_after=self.settings.lost_after_frames,
                                                found_after=self.settings.found_after_frames)
         config = replace(base, prompt_policy="all", max_prompt_frames=max(64, base.max_prompt_frames))
-        self.tracker = tracker if tracker is not None else StreamingTracker(engine.model.sam2, config)
+        if tracker is None:
+            sam2 = tracker_sam2(tracker_model or TrackerChoice(), engine.model.sam2, engine.device)
+            tracker = StreamingTracker(sam2, config)
+        self.tracker = tracker
         self.queries: dict[int, str] = {}
         self.gate = StampGate()
         self._ids = track_ids if track_ids is not None else itertools.count(1)
@@ -278,7 +283,9 @@ class Session:
         if self._tracked_size is not None and window[-1].rgb.shape[:2] != self._tracked_size:
             raise RequestError(f"the window's frames are {window[-1].rgb.shape[:2]}, the tracked objects use "
                                f"{self._tracked_size}; stop them to track at the new size")
-        grounding = result.tracker_grounding([f.rgb for f in window], [f.header for f in window], g.policy)
+        # a tracker on another SAM2 than the checkpoint's encodes the frames itself (its features differ)
+        grounding = result.tracker_grounding([f.rgb for f in window], [f.header for f in window], g.policy,
+                                             tracker_sam2=getattr(self.tracker, "sam2", None))
         try:
             prepared = [self.tracker.seed_object(grounding, obj_id=next(self._ids) if obj_id is None else obj_id)]
         except ValueError as exc:

@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from sa2va_i_ros.core.tracker.models import TRACKER_MODEL_NAMES
+
 
 @dataclass(frozen=True)
 class Param:
@@ -45,6 +47,19 @@ PARAMETERS: tuple[Param, ...] = (
           "configure", choices=("auto", "float32", "float16", "bfloat16")),
     Param("lm_devices", "", "devices to spread the language model's layers over, e.g. cuda:0,cuda:1; empty: "
           "all on device", "configure"),
+    # tracker (docs/TRACKER.md "Tracker model" and "GPU speed paths")
+    Param("tracker_model", "checkpoint", "SAM2 that propagates the masks: checkpoint (the checkpoint's own SAM 2.0 "
+          "Hiera-L: exactly Sa2VA-i) or one of sam2's released models (one more image encoder pass per sampled "
+          "frame of a query)", "configure", choices=TRACKER_MODEL_NAMES),
+    Param("tracker_weights", "", "weights of a sam2 tracker_model: a local .pt (sam2's official file, read "
+          "weights-only) or .safetensors file, or a hub id; empty: the model's official hub repository (online "
+          "only). Empty for checkpoint", "configure"),
+    Param("tracker_dtype", "auto", "tracker compute precision under autocast: auto (the model's dtype), float32, "
+          "float16 or bfloat16 (reduced precision needs a CUDA device)", "configure",
+          choices=("auto", "float32", "float16", "bfloat16")),
+    Param("tracker_compile", False, "torch.compile the tracker's image encoder and memory attention (CUDA with "
+          "triton only; compiled at configure)", "configure"),
+    Param("tracker_channels_last", False, "channels-last convolutions in the tracker (CUDA only)", "configure"),
     Param("max_new_tokens", 2048, "longest answer the language model may generate (Sa2VA: 2048)", "live",
           low=1, high=8192),
     # grounding defaults (a request may override them)

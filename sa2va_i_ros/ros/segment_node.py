@@ -74,6 +74,33 @@ EXECUTOR_THREADS = 4
 REQUEST_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
 
+def _tracker_settings(p: dict, device: str, dtype: str):
+    """The tracker model and config the parameters ask for; ValueError for what cannot run here.
+
+    Checked before the checkpoint loads: an unknown model, weights for the
+    ``checkpoint`` tracker, reduced precision on a CPU, or a speed path this
+    device lacks (compile, channels-last on a CPU; compile without triton).
+    """
+    import torch
+
+    from sa2va_i_ros.core.device import resolve_dtype
+    from sa2va_i_ros.core.tracker import TrackerChoice, TrackerConfig
+    from sa2va_i_ros.core.tracker.fast import resolve_fast_paths
+
+    choice = TrackerChoice(p["tracker_model"], p["tracker_weights"])
+    tracker_dtype = resolve_dtype(dtype if p["tracker_dtype"] == "auto" else p["tracker_dtype"], torch.device(device))
+    fast = resolve_fast_paths(p["tracker_compile"], p["tracker_channels_last"], torch.device(device))
+    off = [name for name, on in (("tracker_compile", fast.compile), ("tracker_channels_last", fast.channels_last))
+           if p[name] and not on]
+    if off:
+        raise ValueError(f"{' and '.join(off)} cannot run on device {device} ({'; '.join(fast.notes)}): set "
+                         f"{'them' if len(off) > 1 else 'it'} false")
+    config = TrackerConfig(dtype=tracker_dtype, threshold=p["presence_threshold"], lost_after=p["lost_after_frames"],
+                           found_after=p["found_after_frames"], compile=p["tracker_compile"],
+                           channels_last=p["tracker_channels_last"])
+    return choice, config
+
+
 def make_executor(context=None) -> MultiThreadedExecutor:
     """The executor the node runs in (tests use this one too: production thread count)."""
     return MultiThreadedExecutor(num_threads=EXECUTOR_THREADS, context=context)
@@ -197,18 +224,17 @@ class SegmentNode(LifecycleNode):
             from sa2va_i_ros.core.worker import PerceptionWorker
 
             device, dtype = resolve_auto(p["device"], p["dtype"])
+            choice, tracker_config = _tracker_settings(p, device, dtype)  # refused before the model loads
             t0 = time.perf_counter()
             engine = GroundingEngine.load(p["model"], device=device, dtype=dtype,
                                           original_sam2=p["original_sam2"] or None,
                                           revision=p["model_revision"] or None, lm_devices=p["lm_devices"] or None)
             buffer = FrameBuffer(max_frames=p["buffer_max_frames"], max_seconds=p["buffer_max_seconds"],
                                  max_bytes=p["buffer_max_megabytes"] << 20, downscale=p["buffer_downscale"] or None)
-            from sa2va_i_ros.core.tracker import TrackerConfig
-
-            session = Session(engine, buffer, TrackerConfig(dtype=dtype, threshold=p["presence_threshold"],
-                                                            lost_after=p["lost_after_frames"],
-                                                            found_after=p["found_after_frames"]),
-                              Settings(**{k: p[k] for k in SESSION_SETTINGS}), track_ids=self._track_ids)
+            session = Session(engine, buffer, tracker_config, Settings(**{k: p[k] for k in SESSION_SETTINGS}),
+                              track_ids=self._track_ids, tracker_model=choice)
+            if session.tracker.fast_paths.compile:
+                session.tracker.warm_up()  # compiled here, not during the first query
         except Exception as exc:  # anything (ImportError, out of memory, a bug): unconfigured, with the reason
             self._model_state = f"configure failed: {exc!r}" if not str(exc) else f"configure failed: {exc}"
             self.get_logger().error(f"configure failed, node stays unconfigured: {self._model_state[18:]}")
@@ -216,7 +242,8 @@ class SegmentNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self.session = session
         self.worker = PerceptionWorker(session, self)
-        self._model_state = f"loaded {p['model']} on {device}/{dtype} in {time.perf_counter() - t0:.1f} s"
+        self._model_state = (f"loaded {p['model']} on {device}/{dtype} in {time.perf_counter() - t0:.1f} s; "
+                             f"tracker {choice.model} in {tracker_config.dtype}".replace("torch.", ""))
         self.get_logger().info(self._model_state)
         # reliable and deep: when a track starts, the frames that arrived during grounding may come out in
         # one burst; a KEEP_LAST history shorter than that burst drops outputs a consumer has not acked
