@@ -20,6 +20,7 @@ from test_tracker_helpers import (
     one_torch_thread,  # noqa: F401  (autouse fixture)
     tiny_model,
 )
+from tracker_model_helpers import SAM2_NAMES, product_model, reference_model
 
 from sa2va_i_ros.core.tracker import Grounding, StreamingTracker, TrackerConfig
 
@@ -54,6 +55,26 @@ def test_skipped_window_frames_equal_offline_on_the_thinned_video(overrides):
     assert_matches_offline(results, ref)
     assert_mixed(results)
     assert [r.stamp for r in results] == keep + [31, 35] + list(range(36, 40))
+    assert [r.frame_index for r in results if r.is_prompt] == [position[i] for i, _ in prompts]
+
+
+@pytest.mark.parametrize("name", SAM2_NAMES)
+def test_a_thinned_catch_up_equals_offline_for_every_tracker_model(name):
+    """The same for each of sam2's released configs (tiny), loaded by the product path; the reference is
+    sam2's own predictor built and loaded by sam2 from the same file (SAM 2.1's pointer encoding and
+    no-object memories included)."""
+    frames = make_frames(30)
+    window = frames[:22]
+    prompts = [(2, blob_mask(2)), (8, blob_mask(8, shift=3)), (21, blob_mask(21))]
+    keep = [2, 4, 8, 9, 13, 17, 21]
+    later = [(23, frames[23])]
+    live = [(k, frames[k]) for k in range(24, 30)]
+    results = _thinned_run(product_model(name), window, prompts, keep, later, live, TrackerConfig(num_frames=1 << 30))
+    seen = window[:2] + [window[t] for t in keep] + [f for _, f in later] + [f for _, f in live]
+    assert len(seen) >= 16  # SAM 2.1's pointer encoding then does not depend on the video's length
+    position = {t: 2 + k for k, t in enumerate(keep)}
+    ref = offline_reference(reference_model(name), seen, [(position[i], m) for i, m in prompts])
+    assert_matches_offline(results, ref)
     assert [r.frame_index for r in results if r.is_prompt] == [position[i] for i, _ in prompts]
 
 
