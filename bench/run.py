@@ -149,8 +149,15 @@ def main(argv=None) -> int:
     args.add_argument("--only", nargs="+", choices=PARTS,
                       help="re-measure only these parts, keeping the others from latest.json")
     opts = args.parse_args(argv)
-    from bench import (bench_buffer, bench_grounding, bench_load, bench_node, bench_runtime, bench_streaming,
-                       bench_tracker)
+    from bench import (
+        bench_buffer,
+        bench_grounding,
+        bench_load,
+        bench_node,
+        bench_runtime,
+        bench_streaming,
+        bench_tracker,
+    )
 
     results: dict = json.loads(RESULTS.read_text()) if opts.only and RESULTS.exists() else {}
     parts = results.setdefault("parts", {})  # when and where each part was measured (--only keeps old ones)
