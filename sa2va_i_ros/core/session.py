@@ -284,8 +284,9 @@ class Session:
             raise RequestError(f"the window's frames are {window[-1].rgb.shape[:2]}, the tracked objects use "
                                f"{self._tracked_size}; stop them to track at the new size")
         # a tracker on another SAM2 than the checkpoint's encodes the frames itself (its features differ)
+        sam2 = getattr(self.tracker, "sam2", None)  # stand-in trackers (simulation) have none
         grounding = result.tracker_grounding([f.rgb for f in window], [f.header for f in window], g.policy,
-                                             tracker_sam2=getattr(self.tracker, "sam2", None))
+                                             **({} if sam2 is None else {"tracker_sam2": sam2}))
         try:
             prepared = [self.tracker.seed_object(grounding, obj_id=next(self._ids) if obj_id is None else obj_id)]
         except ValueError as exc:
