@@ -124,3 +124,28 @@ def test_long_videos_prompt_frames_0_to_99_and_propagate(mode):
 def test_bad_arguments_are_refused(args, message):
     with pytest.raises(ValueError, match=message):
         plan(*args)
+
+
+# -- the node's seed frames: S[90..99] and the newest frame, where the plan decodes them ------------------------
+@pytest.mark.parametrize("t, mode, expected", [
+    (7, "uniform", [6]),  # U7[90..99] are all 6 (the run of 6 starts at 86)
+    (7, "uniform_plus", [6]),
+    (7, "wrap_around", [6]),  # W7[90..99] are all 6 (the run of 6 starts at 86)
+    (7, "wrap_around_plus", [6]),
+    (3, "wrap_around", [2]),
+    (1, "uniform", [0]),
+    (100, "uniform", list(range(90, 100))),
+    # U(i) = int(1.03 i) for i = 90..99: 92.7, 93.73, ..., 101.97; the newest frame 102 is decoded too
+    (103, "uniform", list(range(92, 103))),
+    (103, "wrap_around_plus", list(range(92, 103))),
+    # U(i) = int(1.5 i) for i = 90..99 and the newest frame 149
+    (150, "uniform", [135, 136, 138, 139, 141, 142, 144, 145, 147, 148, 149]),
+    # T > 100: frames 0..99 are decoded, the newest is reached by propagation and is no seed
+    (150, "wrap_around", list(range(90, 100))),
+])
+def test_seed_frames_are_the_last_clip_and_the_newest_frame_when_decoded(t, mode, expected):
+    assert modes.seed_frames(plan(t, mode)) == expected
+
+
+def test_q_frame_is_not_a_streaming_mode():
+    assert modes.STREAMING_MODES == ("uniform", "uniform_plus", "wrap_around", "wrap_around_plus")

@@ -129,3 +129,22 @@ def plan(num_frames: int, mode: str, q_frame: list[int] | None = None) -> ModePl
     else:  # q_frame or wrap_around with T > 100: prompt frames 0..99, SAM2 propagates
         positions, propagate = first_hundred, True
     return ModePlan(mode, t, tuple(s), positions, propagate)
+
+
+STREAMING_MODES = tuple(m for m in MODES if m != "q_frame")  # q_frame needs indices chosen for a known video
+
+
+def seed_frames(p: ModePlan) -> list[int]:
+    """The frames the node seeds its streaming tracker from (docs/SASASA2VA.md, "In the node").
+
+    The last clip's sampled frames S[90..99] (the key frame and the nine grid
+    frames the language model saw as its tenth clip) and the newest frame, each
+    where the plan decodes it; oldest first. At most eleven frames, whatever T.
+    """
+    decoded = {f for f, _ in p.positions}
+    seeds = {f for f in p.sampled[NUM_SAMPLED - CLIP_LENGTH:] if f in decoded}
+    if p.num_frames - 1 in decoded:
+        seeds.add(p.num_frames - 1)
+    if not seeds:
+        raise ValueError(f"mode {p.mode}: no frame of the last clip is decoded on {p.num_frames} frames")
+    return sorted(seeds)

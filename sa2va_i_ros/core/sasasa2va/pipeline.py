@@ -174,20 +174,14 @@ class SaSaSa2VAPipeline:
             report("decoding", 0.2 + 0.8 * f / len(frames), f"frame {f + 1} of {len(frames)}")
             feats = runner.features(runner.encode(runner.pixels(frames[f])))
             if f in by_frame:
-                unique = sorted(set(by_frame[f]))
-                weights = torch.tensor([by_frame[f].count(c) / len(by_frame[f]) for c in unique],
-                                       device=clips.device)
-                with autocast(self.engine.device, self.engine.dtype):
-                    out = sam2_steps.language_prompt(sam2, feats, clips[unique])
-                    if memory is not None:
+                out, logits, score = decode_frame(sam2, feats, clips, by_frame[f], self.engine)
+                if memory is not None:
+                    with autocast(self.engine.device, self.engine.dtype):
                         features, pos = sam2_steps.prompt_memory(sam2, feats, out)
-                        shared_pos = shared_pos or [x[0:1].clone() for x in pos]
-                        memory.add_prompt(f, {"maskmem_features": features, "maskmem_pos_enc": shared_pos,
-                                              "obj_ptr": out.obj_ptr, "object_score_logits": out.object_scores})
-                # several positions (uniform_plus / q_frame, T < 100): the mean of their logits
-                logits = (sam2_steps.to_image_size(out.low_res, size) * weights[:, None, None, None]).sum(
-                    dim=0, keepdim=True)
-                scores.append(float((out.object_scores.sigmoid()[:, 0] * weights).sum()))
+                    shared_pos = shared_pos or [x[0:1].clone() for x in pos]
+                    memory.add_prompt(f, {"maskmem_features": features, "maskmem_pos_enc": shared_pos,
+                                          "obj_ptr": out.obj_ptr, "object_score_logits": out.object_scores})
+                scores.append(score)
             elif memory is not None:
                 step = runner.track(feats, memory.output_dict, f)
                 memory.add_tracked(f, step.entry)
@@ -198,6 +192,22 @@ class SaSaSa2VAPipeline:
             masks.append(sam2_steps.to_frame(logits, height, width)[0].cpu().numpy())
         propagated = [f for f in range(len(frames)) if f not in by_frame]
         return masks, scores, propagated
+
+
+def decode_frame(sam2, feats, clips: torch.Tensor, frame_clips: list[int], engine: GroundingEngine):
+    """One frame decoded at its plan positions (``frame_clips``: the clip of each, duplicates too).
+
+    Returns the prompt output (one row per distinct clip), the logits at SAM2's
+    input size (1, 1, S, S) and the presence score. Several positions
+    (uniform_plus / q_frame, T < 100): the mean of their logits and scores.
+    """
+    unique = sorted(set(frame_clips))
+    weights = torch.tensor([frame_clips.count(c) / len(frame_clips) for c in unique], device=clips.device)
+    with autocast(engine.device, engine.dtype):
+        out = sam2_steps.language_prompt(sam2, feats, clips[unique])
+    logits = (sam2_steps.to_image_size(out.low_res, int(sam2.image_size)) * weights[:, None, None, None]).sum(
+        dim=0, keepdim=True)
+    return out, logits, float((out.object_scores.sigmoid()[:, 0] * weights).sum())
 
 
 def _check(cancelled: Callable[[], bool] | None, where: str) -> None:
