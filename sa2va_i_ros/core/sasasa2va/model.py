@@ -33,10 +33,12 @@ def load_engine(model: str, device: str = "cpu", dtype: str = "float32", revisio
                 lm_devices: str | list[str] | None = None) -> GroundingEngine:
     """Tokenizer, language model and SAM2 of a SaSaSa2VA checkpoint (directory or hub id).
 
-    The engine's language part (vision tower, generation, [SEG] states) is
-    Sa2VA's; ``SaSaSa2VAPipeline`` does the rest (its ``ground`` is Sa2VA-i's and
-    is not for this model).
+    A ``SaSaSa2VAEngine``: its language part (vision tower, generation, [SEG]
+    states) is Sa2VA's, its ``ground_steps`` SaSaSa2VA's on a window (the node);
+    ``SaSaSa2VAPipeline`` runs a whole video.
     """
+    from .streaming import SaSaSa2VAEngine
+
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     layer_devices = parse_devices(lm_devices)
@@ -56,4 +58,4 @@ def load_engine(model: str, device: str = "cpu", dtype: str = "float32", revisio
         tokenizer = load_tokenizer(directory, model)
     except Exception as exc:
         raise load_failure(model, exc) from None
-    return GroundingEngine(net, tokenizer, cfg, dev, dt, report)
+    return SaSaSa2VAEngine(net, tokenizer, cfg, dev, dt, report)
