@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 from PIL import Image
 
-from ..preprocess import check_frame, mllm_pixels
+from ..preprocess import check_frame
 from .modes import CLIP_LENGTH
 
 GRID_SIDE = 3
@@ -42,8 +41,3 @@ def clip_images(frames: Sequence[np.ndarray], sampled: Sequence[int]) -> list[np
         clip = [frames[i] for i in sampled[start:start + CLIP_LENGTH]]
         images += [check_frame(clip[0]), grid_image(clip[1:])]
     return images
-
-
-def clip_pixels(frames: Sequence[np.ndarray], sampled: Sequence[int]) -> torch.Tensor:
-    """(20, 3, 448, 448) float32 vision-tower input for the sampled indices."""
-    return torch.stack([mllm_pixels(img) for img in clip_images(frames, sampled)])

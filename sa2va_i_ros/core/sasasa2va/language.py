@@ -43,6 +43,11 @@ def check_query(query: str) -> None:
                          "the query without '?'")
 
 
+def no_seg_reason(answer: str) -> str:
+    """Why an answer gives no mask: SaSaSa2VA needs a [SEG] (the official code fails with an IndexError)."""
+    return f"the model answered without a {prompts.SEG_TOKEN} token: {answer!r}; SaSaSa2VA needs one per clip"
+
+
 def prompt_ids(engine: GroundingEngine, query: str) -> list[int]:
     """Token ids of "<image>\\nPlease segment {query}." with 20 image blocks, in the checkpoint's template."""
     ids = engine.tokenizer.encode(prompts.build_prompt(query, NUM_IMAGES, engine.cfg.template))
@@ -103,11 +108,3 @@ def language_steps(engine: GroundingEngine, frames: Sequence[np.ndarray], query:
     raw = engine.tokenizer.decode(gen.token_ids, skip_special_tokens=False).strip()
     return Answer(strip_answer(engine, raw), raw, seg.float(), list(gen.token_ids))
 
-
-def drain(steps: Generator):
-    """Run a step generator to its end; its return value."""
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value

@@ -30,17 +30,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .. import prompt as prompts
 from ..device import autocast
 from ..errors import Cancelled, FramesError, QueryError
-from ..grounding import GroundingEngine, GroundingOptions
+from ..grounding import GroundingEngine, GroundingOptions, drain
 from ..tracker.memory import ObjectMemory, memory_horizons
 from ..tracker.sam2_runner import Sam2Runner
-from . import modes, sam2_steps
-from .images import clip_pixels
+from . import language, modes, sam2_steps
 
 Progress = Callable[[str, float, str], None]
-NUM_IMAGES = 2 * modes.NUM_CLIPS
 
 
 class NoSegmentationError(QueryError):
@@ -61,15 +58,6 @@ class SaSaSa2VAResult:
     clip_prompts: torch.Tensor  # (10, C) the prompt of each clip, float32 on cpu
     token_ids: list[int] = field(default_factory=list)  # the generated ids, stop token included
     timings_ms: dict[str, float] = field(default_factory=dict)
-
-
-def check_query(query: str) -> None:
-    """SaSaSa2VA's evaluation sends an expression holding "?" without its "<image>" (refVOS.py) and the
-    model then asserts; refuse it with the reason instead."""
-    if "?" in query:
-        raise QueryError("SaSaSa2VA's evaluation passes an expression containing '?' to the model as raw "
-                         "text without the video (its refVOS.py), which then fails (no image tokens); rephrase "
-                         "the query without '?'")
 
 
 def clip_prompts(seg_embeddings: torch.Tensor) -> torch.Tensor:
@@ -98,25 +86,10 @@ class SaSaSa2VAPipeline:
 
     # -- the language part ----------------------------------------------------------------------
     def language(self, frames: Sequence[np.ndarray], query: str, sampled: list[int], max_new_tokens: int,
-                 cancelled: Callable[[], bool] | None = None):
-        """(answer, raw answer, [SEG] embeddings (n, C), generated ids) for the 20 clip images of ``sampled``."""
-        engine = self.engine
-        text = prompts.build_prompt(query, NUM_IMAGES, engine.cfg.template)
-        ids = engine.tokenizer.encode(text)
-        if len(ids) + 1 > engine.max_positions:
-            raise QueryError(f"the prompt is {len(ids)} tokens, more than the language model's "
-                             f"{engine.max_positions} positions; shorten the query")
-        pixels = clip_pixels(frames, sampled)
-        gen, seg = engine.language_on_images(pixels, ids, GroundingOptions(max_new_tokens=max_new_tokens),
-                                              cancelled)
-        raw = engine.tokenizer.decode(gen.token_ids, skip_special_tokens=False).strip()
-        answer = raw
-        eos = engine.tokenizer.eos_token  # the 4B's phi3_chat stops on "<|end|>" text or on the eos token
-        for word in (*engine.cfg.template.stop_words, *([eos] if eos else [])):
-            if answer.endswith(word):
-                answer = answer[: -len(word)].strip()
-                break
-        return answer, raw, seg.float(), gen.token_ids
+                 cancelled: Callable[[], bool] | None = None) -> language.Answer:
+        """The answer and its [SEG] states for the 20 clip images of ``sampled`` (``language.language_steps``)."""
+        return drain(language.language_steps(self.engine, frames, query, sampled,
+                                             GroundingOptions(max_new_tokens=max_new_tokens), cancelled))
 
     # -- the whole video ------------------------------------------------------------------------
     @torch.no_grad()
@@ -127,7 +100,7 @@ class SaSaSa2VAPipeline:
         report = progress or (lambda stage, fraction, detail: None)
         engine = self.engine
         engine.check_query(query)
-        check_query(query)
+        language.check_query(query)
         engine.check_frames(frames)
         try:
             plan = modes.plan(len(frames), mode, None if q_frame is None else list(q_frame))
@@ -136,11 +109,11 @@ class SaSaSa2VAPipeline:
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         report("language_model", 0.05, f"{mode}: 10 clips of 100 sampled frames out of {len(frames)}")
-        answer, raw, seg, token_ids = self.language(frames, query, list(plan.sampled), max_new_tokens, cancelled)
+        said = self.language(frames, query, list(plan.sampled), max_new_tokens, cancelled)
+        answer, raw, seg, token_ids = said.answer, said.raw_answer, said.seg, said.token_ids
         timings["language"] = (time.perf_counter() - t0) * 1e3
         if len(seg) == 0:
-            raise NoSegmentationError(f"the model answered without a {prompts.SEG_TOKEN} token: {answer!r}; "
-                                      "SaSaSa2VA needs one per clip")
+            raise NoSegmentationError(language.no_seg_reason(answer))
         _check(cancelled, "after generation")
         clips = clip_prompts(seg.to(engine.device))
         t1 = time.perf_counter()

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import prompt as prompts
 from ..errors import FramesError
 from ..grounding import GroundingEngine, GroundingOptions, GroundingResult
 from ..sam2_model import with_decoder_convs
@@ -121,8 +120,7 @@ class SaSaSa2VAEngine(GroundingEngine):
         result = SaSaSa2VAGrounding(list(plan.sampled), answer.answer, answer.raw_answer, answer.seg.cpu(), None, "",
                                     (height, width), timings_ms=timings, token_ids=answer.token_ids, mode=mode)
         if len(answer.seg) == 0:
-            result.reason = (f"the model answered without a {prompts.SEG_TOKEN} token: {answer.answer!r}; "
-                             "SaSaSa2VA needs one per clip")
+            result.reason = language.no_seg_reason(answer.answer)
             timings["total"] = sum(timings.values())
             return result
         if cancelled is not None and cancelled():
