@@ -287,3 +287,44 @@ def test_presence_settings_are_live(driver):
     assert [e[3] for e in driver.rec.events] == ["started", "lost"]
     driver.feed(10, 11)
     assert [e[3] for e in driver.rec.events] == ["started", "lost", "found"] and driver.rec.events[-1][0] == 10
+
+
+def test_each_seg_of_the_answer_is_its_own_track(rig_engine):
+    """The answer rig says "Sure, [SEG] and [SEG]." for a query with "and": two tracks, ids in answer order,
+    each seeded with its own [SEG]'s masks (the reference: the engine's own grounding of the same window,
+    whose newest frame is a prompted frame), both tracked on later frames; stop one, the other goes on."""
+    from sa2va_i_ros.core.checkpoint.answer_rig import QUERIES
+
+    query = QUERIES["two_seg"]
+    d = Driver(rig_engine, settings=Settings(max_tracks=4))
+    d.feed(0, 8)
+    reply = d.segment(SegmentRequest(query))
+    assert reply.success, reply.message
+    assert reply.answer == "Sure, [SEG] and [SEG]." and reply.track_ids == [1, 2] and reply.track_id == 1
+    assert [o.track_id for o in reply.objects] == [1, 2] and reply.newest is reply.objects[0]
+    reference = rig_engine.ground([frame(i, (96, 128)) for i in range(8)], query)
+    assert reference.sampled_indices[-1] == 7 and len(reference.masks) == 2
+    assert (reference.masks[0, -1] != reference.masks[1, -1]).any()  # the two objects differ here
+    differ = reference.masks[0, -1] != reference.masks[1, -1]
+    for k, obj in enumerate(reply.objects):  # where the two [SEG] masks differ, each track follows its own
+        agree = [(obj.mask[differ] == reference.masks[j, -1][differ]).mean() for j in (0, 1)]
+        assert agree[k] > 0.6 > agree[1 - k], agree
+    assert [(e[1], e[3]) for e in d.rec.events] == [(1, "started"), (2, "started")]
+    outs = d.feed(8, 11)
+    assert [o.header["i"] for o in outs] == [8, 9, 10]
+    assert all(sorted((x.track_id, x.query) for x in o.objects) == [(1, query), (2, query)] for o in outs)
+    assert d.worker.tracks == {1: query, 2: query}
+
+    assert d.worker.stop(1) == [1]
+    assert [[x.track_id for x in o.objects] for o in d.feed(11, 13)] == [[2], [2]]
+
+    # max_tracks (4) counts every object of an answer: 1 running + 2 new fit, then 3 + 2 do not
+    assert d.segment(SegmentRequest("the cup and the plate")).track_ids == [3, 4]
+    refused = d.segment(SegmentRequest("a box and a ball"))
+    assert not refused.success and "2 objects" in refused.message and "max_tracks" in refused.message
+    assert sorted(d.worker.tracks) == [2, 3, 4] and d.session.track_ids == [2, 3, 4]
+    # the same query again replaces every track it started
+    again = d.segment(SegmentRequest("the cup and the plate"))
+    assert again.success and again.replaced == [3, 4] and again.track_ids == [5, 6]
+    assert sorted(d.worker.tracks) == [2, 5, 6]
+

@@ -55,6 +55,7 @@ class GroundingOptions:
     # prefill step and frames per vision-tower step; the results agree to float rounding
     prefill_chunk: int = 0
     vision_frames_per_step: int = 0
+    sasasa2va_mode: str = "uniform"  # a SaSaSa2VA checkpoint's sampling mode (num_frames / sampling do not apply)
 
 
 @dataclass
@@ -79,6 +80,11 @@ class GroundingResult:
     def has_mask(self) -> bool:
         return self.masks is not None and len(self.masks) > 0
 
+    @property
+    def num_objects(self) -> int:
+        """Objects of the answer: one per [SEG], each with its own masks (``seg`` below)."""
+        return len(self.masks) if self.has_mask else 0
+
     def tracker_grounding(self, frames, stamps, prompt_frames: str = "all", seg: int = 0, tracker_sam2=None):
         """The tracker's input: these frames, one [SEG]'s masks on the prompted frames, reused features.
 
@@ -95,14 +101,20 @@ class GroundingResult:
         if not self.has_mask:
             raise ValueError(f"no mask to prompt with: {self.reason}")
         sampled = self.sampled_indices[:1] if prompt_frames == "first" else self.sampled_indices
-        features = [self.sam2_features[i] for i in sampled]
-        pixels = [self.sam2_pixels[i] for i in sampled]
-        if tracker_sam2 is not None:
-            features = [f if f.get("encoder") is tracker_sam2.image_encoder else None for f in features]
-            size = int(tracker_sam2.image_size)
-            pixels = [p if tuple(p.shape[-2:]) == (size, size) else None for p in pixels]
+        features, pixels = self.reusable([self.sam2_features[i] for i in sampled],
+                                         [self.sam2_pixels[i] for i in sampled], tracker_sam2)
         return Grounding(frames=list(frames), stamps=list(stamps), sampled_indices=list(sampled),
                          masks=list(self.masks[seg][: len(sampled)]), raw_features=features, pixels=pixels)
+
+    @staticmethod
+    def reusable(features: list, pixels: list, tracker_sam2=None) -> tuple[list, list]:
+        """The grounding's SAM2 features and pixels a tracker may reuse: those of its own encoder and input
+        size (None elsewhere: the tracker encodes that frame itself, its features differ)."""
+        if tracker_sam2 is None:
+            return features, pixels
+        size = int(tracker_sam2.image_size)
+        return ([f if f.get("encoder") is tracker_sam2.image_encoder else None for f in features],
+                [p if tuple(p.shape[-2:]) == (size, size) else None for p in pixels])
 
     def prompts(self, seg: int = 0) -> dict[int, np.ndarray]:
         """Frame index -> mask of one [SEG]; a duplicated index keeps its last mask, as add_new_mask."""
@@ -121,6 +133,8 @@ def drain(steps: Generator):
 
 
 class GroundingEngine:
+    kind = "sa2va"  # config.json's model kind (SaSaSa2VAEngine: "sasasa2va")
+
     def __init__(self, model, tokenizer, cfg, device: torch.device, dtype: torch.dtype, report: dict):
         self.model, self.tokenizer, self.cfg = model, tokenizer, cfg
         self.device, self.dtype, self.load_report = device, dtype, report

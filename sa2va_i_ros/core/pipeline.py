@@ -110,15 +110,42 @@ def load_video_pipeline(model: str, device: str = "cpu", dtype: str = "float32",
     Both answer ``segment(frames, query, **options)`` with one mask per frame.
     ``tracker`` (Sa2VA / Sa2VA-i only): the propagation model.
     """
-    from .checkpoint.config import read_config
-    from .checkpoint.load import resolve
-
-    if read_config(resolve(model, revision), name=model).kind == "sasasa2va":
+    if checkpoint_kind(model, revision) == "sasasa2va":
         from .sasasa2va.pipeline import SaSaSa2VAPipeline
 
-        if tracker is not None and not tracker.is_checkpoint:
-            raise ValueError("a tracker model other than 'checkpoint' applies to Sa2VA / Sa2VA-i checkpoints; "
-                             "SaSaSa2VA propagates with its own SAM2")
+        _checkpoint_tracker_only(tracker)
         return SaSaSa2VAPipeline.load(model, device=device, dtype=dtype, revision=revision, lm_devices=lm_devices)
     return VideoPipeline.load(model, device=device, dtype=dtype, original_sam2=original_sam2, revision=revision,
                               lm_devices=lm_devices, tracker=tracker)
+
+
+def load_grounding_engine(model: str, device: str = "cpu", dtype: str = "float32", original_sam2=None,
+                          revision: str | None = None, lm_devices=None,
+                          tracker: TrackerChoice | None = None) -> GroundingEngine:
+    """The node's grounding engine for a checkpoint, by config.json's model_type.
+
+    ``GroundingEngine`` (Sa2VA / Sa2VA-i) or ``SaSaSa2VAEngine`` (``sasasa2va_chat``,
+    docs/SASASA2VA.md "In the node"); both answer ``ground_steps`` on a window.
+    """
+    if checkpoint_kind(model, revision) == "sasasa2va":
+        from .sasasa2va.streaming import SaSaSa2VAEngine
+
+        _checkpoint_tracker_only(tracker)
+        return SaSaSa2VAEngine.load(model, device=device, dtype=dtype, original_sam2=original_sam2,
+                                    revision=revision, lm_devices=lm_devices)
+    return GroundingEngine.load(model, device=device, dtype=dtype, original_sam2=original_sam2, revision=revision,
+                                lm_devices=lm_devices)
+
+
+def _checkpoint_tracker_only(tracker: TrackerChoice | None) -> None:
+    if tracker is not None and not tracker.is_checkpoint:
+        raise ValueError("a tracker model other than 'checkpoint' applies to Sa2VA / Sa2VA-i checkpoints; "
+                         "SaSaSa2VA propagates with its own SAM2")
+
+
+def checkpoint_kind(model: str, revision: str | None = None) -> str:
+    """"sa2va" or "sasasa2va": config.json's model_type (``Sa2VAConfig.kind``); no parameter can say otherwise."""
+    from .checkpoint.config import read_config
+    from .checkpoint.load import resolve
+
+    return read_config(resolve(model, revision), name=model).kind

@@ -64,6 +64,7 @@ class Settings:
     reground_max_attempts: int = 3
     reground_backoff: float = 2.0
     reground_window_sec: float = 1.0
+    sasasa2va_mode: str = "uniform"  # SaSaSa2VA checkpoints only (docs/SASASA2VA.md, "In the node")
 
 
 @dataclass(frozen=True)
@@ -101,14 +102,16 @@ class FrameOutput:
 class SegmentReply:
     success: bool
     message: str = ""
-    track_id: int = 0
+    track_id: int = 0  # the first of track_ids (clients that know one track per request)
     answer: str = ""
     window_frames: int = 0
     sampled_indices: list[int] = field(default_factory=list)
     sampled_headers: list[Any] = field(default_factory=list)
-    newest: ObjectOutput | None = None  # the object on the newest window frame
+    newest: ObjectOutput | None = None  # the first object on the newest window frame (objects[0])
     replaced: list[int] = field(default_factory=list)  # tracks of the same query this one replaced
     timing_ms: dict[str, float] = field(default_factory=dict)
+    track_ids: list[int] = field(default_factory=list)  # one track per [SEG] of the answer, in answer order
+    objects: list[ObjectOutput] = field(default_factory=list)  # every object on the newest window frame
 
 
 @dataclass
@@ -237,6 +240,12 @@ class Session:
         if any(ord(c) < 32 and c not in "\t\n\r" for c in query):
             raise QueryError("the query holds control characters")
         self.engine.check_query(query)
+        if getattr(self.engine, "kind", "sa2va") == "sasasa2va":
+            if req.num_frames or req.sampling:
+                raise RequestError("a SaSaSa2VA checkpoint always shows the language model 100 frames sampled "
+                                   f"by the sasasa2va_mode parameter ({s.sasasa2va_mode}); leave num_frames 0 "
+                                   "and sampling empty")
+            req = replace(req, num_frames=min(s.num_frames, s.max_num_frames))  # unused by SaSaSa2VA
         num = req.num_frames or s.num_frames
         if not 1 <= num <= s.max_num_frames:
             raise RequestError(f"num_frames {num} is outside [1, {s.max_num_frames}] (max_num_frames)")
@@ -249,13 +258,14 @@ class Session:
         if not (math.isfinite(req.window_sec) and 0 <= req.window_sec <= MAX_WINDOW_SEC):
             raise RequestError(f"window_sec must be a finite number in [0, {MAX_WINDOW_SEC:g}]; got {req.window_sec}")
         tracks = dict(self.queries) if tracks is None else tracks
-        tracked = len(tracks) + pending
+        tracked = len(tracks) + pending  # a request counts one track here; seed() checks its answer's objects
         if req.track and tracked >= s.max_tracks and query not in tracks.values():
             raise RequestError(f"already tracking {tracked} objects (max_tracks, counting requests under way); "
                                "stop one first")
         return GroundingOptions(num_frames=num, sampling=sampling, max_new_tokens=s.max_new_tokens,
                                 prefill_chunk=s.prefill_chunk_tokens,
-                                vision_frames_per_step=s.vision_frames_per_step), policy
+                                vision_frames_per_step=s.vision_frames_per_step,
+                                sasasa2va_mode=s.sasasa2va_mode), policy
 
     def start_grounding(self, req: SegmentRequest, progress: Callable[[str, float, str], None] | None = None,
                         cancelled: Callable[[], bool] | None = None) -> Grounding:
@@ -275,20 +285,30 @@ class Session:
         return any(np.asarray(m).any() for m in grounding.masks)
 
     def seed(self, g: Grounding, deadline: float, max_held: int, obj_id: int | None = None) -> CatchUp:
-        """Seed the object(s) of a finished grounding; the returned catch-up brings them to the live stream.
+        """Seed the objects of a finished grounding, one per [SEG] of the answer (each its own track id, in
+        answer order); the returned catch-up brings them to the live stream together.
 
         ``obj_id``: re-seed a tracked object under its own id (re-grounding; it replaces that object at
-        ``join``); default: a new id."""
+        ``join``) from the answer's first [SEG]; default: new ids."""
         result, window = g.result, g.window
         if self._tracked_size is not None and window[-1].rgb.shape[:2] != self._tracked_size:
             raise RequestError(f"the window's frames are {window[-1].rgb.shape[:2]}, the tracked objects use "
                                f"{self._tracked_size}; stop them to track at the new size")
+        n = result.num_objects
+        if g.request.track and obj_id is None:
+            kept = [i for i in self.tracker.object_ids if self.queries.get(i) != g.request.query]  # not replaced
+            if len(kept) + n > self.settings.max_tracks:
+                raise RequestError(f"the answer holds {n} objects ({n} [SEG]) and {len(kept)} other tracks run: "
+                                   f"more than max_tracks ({self.settings.max_tracks}); stop some first")
+        frames, headers = [f.rgb for f in window], [f.header for f in window]
         # a tracker on another SAM2 than the checkpoint's encodes the frames itself (its features differ)
         sam2 = getattr(self.tracker, "sam2", None)  # stand-in trackers (simulation) have none
-        grounding = result.tracker_grounding([f.rgb for f in window], [f.header for f in window], g.policy,
-                                             **({} if sam2 is None else {"tracker_sam2": sam2}))
+        own = {} if sam2 is None else {"tracker_sam2": sam2}
         try:
-            prepared = [self.tracker.seed_object(grounding, obj_id=next(self._ids) if obj_id is None else obj_id)]
+            segs = range(n) if obj_id is None else range(min(n, 1))
+            prepared = [self.tracker.seed_object(result.tracker_grounding(frames, headers, g.policy, seg=k, **own),
+                                                 obj_id=next(self._ids) if obj_id is None else obj_id)
+                        for k in segs]
         except ValueError as exc:
             raise RequestError(f"cannot start the track: {exc}") from exc
         self.set_presence(also=prepared)
@@ -313,10 +333,14 @@ class Session:
         self._tracked_size = tuple(catch_up.size)
         self._last_step_ns = max(self._last_step_ns, catch_up.last_stamp_ns)
 
-    def forget(self, catch_up: CatchUp) -> None:
-        """Drop the object(s) of an abandoned catch-up (cancelled, stopped, node cleaned up)."""
+    def forget(self, catch_up: CatchUp, only: set[int] | None = None) -> None:
+        """Drop the object(s) of an abandoned catch-up (cancelled, stopped, node cleaned up); ``only``: just
+        these ids, which leave the catch-up (the request's other objects go on)."""
         for p in catch_up.prepared:
-            self.queries.pop(p.obj_id, None)
+            if only is None or p.obj_id in only:
+                self.queries.pop(p.obj_id, None)
+        if only is not None:
+            catch_up.prepared = [p for p in catch_up.prepared if p.obj_id not in only]
 
     def stop(self, track_id: int = 0) -> list[int]:
         """Stop one track (or all with 0); returns the stopped ids. ValueError for an unknown id."""

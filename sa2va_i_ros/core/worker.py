@@ -433,10 +433,12 @@ class PerceptionWorker:
         for i in stopping & set(self.session.tracker.object_ids):
             self.session.stop(i)
         job = self._job
-        if job is not None and job.catch_up is not None and {p.obj_id for p in job.catch_up.prepared} & stopping:
-            self.session.forget(job.catch_up)
-            self._end_job(SegmentReply(False, "stopped with ~/stop_tracking before it joined the live stream",
-                                       track_id=job.record.track_ids[0]))
+        cu = job.catch_up if job is not None else None
+        if cu is not None and {p.obj_id for p in cu.prepared} & stopping:
+            self.session.forget(cu, only=stopping)  # the request's other objects go on
+            if not cu.prepared:
+                self._end_job(SegmentReply(False, "stopped with ~/stop_tracking before it joined the live stream",
+                                           track_id=job.record.track_ids[0], track_ids=list(job.record.track_ids)))
         with self._publish:
             for i in stopping:
                 self._tracks.pop(i, None)
@@ -556,13 +558,17 @@ class PerceptionWorker:
         now = self.clock.now()
         rec.replied = now
         result = g.result
-        newest = next(o for o in out.objects if o.track_id == rec.track_ids[0])
-        newest.query = ticket.request.query
+        by_id = {o.track_id: o for o in out.objects}
+        objects = [by_id[i] for i in rec.track_ids]  # answer order
+        for o in objects:
+            o.query = ticket.request.query
         timing = {"queue": (rec.started - rec.submitted) * 1e3, **result.timings_ms,
                   "propagate": (now - rec.seeded) * 1e3, "total": (now - rec.submitted) * 1e3}
-        reply = SegmentReply(True, "", rec.track_ids[0] if ticket.request.track else 0, result.answer,
+        track_ids = list(rec.track_ids) if ticket.request.track else []
+        reply = SegmentReply(True, "", track_ids[0] if track_ids else 0, result.answer,
                              len(g.window), list(result.sampled_indices),
-                             [g.window[i].header for i in result.sampled_indices], newest, [], timing)
+                             [g.window[i].header for i in result.sampled_indices], objects[0], [], timing,
+                             track_ids, objects)
         if ticket.request.track:
             with self._publish:
                 replaced = self.session.announce(job.catch_up, ticket.request.query)
@@ -571,7 +577,7 @@ class PerceptionWorker:
                     self.regrounder.event(old, "stopped", 0)
                 for p in job.catch_up.prepared:
                     self._tracks[p.obj_id] = ticket.request.query
-                    self.emit.event(out.header, p.obj_id, ticket.request.query, "started", newest.score)
+                    self.emit.event(out.header, p.obj_id, ticket.request.query, "started", by_id[p.obj_id].score)
                 job.announced = True
                 for header, stamp_ns, track_id, kind, score in job.pending_events:
                     self.emit.event(header, track_id, ticket.request.query, kind, score)
@@ -583,14 +589,16 @@ class PerceptionWorker:
         rec.success = True
         self._call(ticket.on_reply, reply)
         if ticket.progress is not None and ticket.request.track:
-            ticket.progress("catching_up", 0.95, f"track {reply.track_id} answered; joining the live stream")
+            ticket.progress("catching_up", 0.95, f"track {', '.join(map(str, track_ids))} answered; joining the "
+                                                 "live stream")
 
     def _join(self, job: Job) -> None:
         cu, rec = job.catch_up, job.record
         self.session.join(cu)
         rec.joined, rec.tracked, rec.skipped = self.clock.now(), cu.tracked, cu.skipped
         if job.ticket.progress is not None:
-            job.ticket.progress("tracking", 1.0, f"track {rec.track_ids[0]} on the live stream")
+            job.ticket.progress("tracking", 1.0, f"track {', '.join(str(p.obj_id) for p in cu.prepared)} on the "
+                                                 "live stream")
         self._end_job(job.ticket.reply)
 
     def _abandon(self, job: Job, message: str) -> None:

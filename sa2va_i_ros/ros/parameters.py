@@ -71,6 +71,10 @@ PARAMETERS: tuple[Param, ...] = (
           choices=("uniform", "first")),
     Param("prompt_frames", "all", "which sampled masks seed SAM2: all (Sa2VA-i code) or first (paper Table 6)",
           "live", choices=("all", "first")),
+    Param("sasasa2va_mode", "uniform", "SaSaSa2VA checkpoints only (the model kind comes from the checkpoint's "
+          "config.json): how its 100 frames are sampled from the window: uniform (its default), uniform_plus, "
+          "wrap_around or wrap_around_plus (q_frame needs indices chosen for a known video)", "live",
+          choices=("uniform", "uniform_plus", "wrap_around", "wrap_around_plus")),
     Param("max_query_chars", 1000, "longest query accepted, in characters", "live", low=1, high=100000),
     Param("max_queued_requests", 0, "grounding requests that may wait while one runs; beyond them a request "
           "is answered busy at once (0: busy whenever one runs)", "live", low=0, high=16),

@@ -65,7 +65,7 @@ SESSION_SETTINGS = ("num_frames", "max_num_frames", "sampling", "prompt_frames",
                     "max_queued_requests", "max_tracks", "gap_policy", "max_new_tokens", "max_catch_up_sec",
                     "prefill_chunk_tokens", "vision_frames_per_step", "presence_threshold", "lost_after_frames",
                     "found_after_frames", "reground_after_sec", "reground_max_attempts", "reground_backoff",
-                    "reground_window_sec")
+                    "reground_window_sec", "sasasa2va_mode")
 EVENT_KINDS = {"started": TrackEvent.STARTED, "lost": TrackEvent.LOST, "found": TrackEvent.FOUND,
                "stopped": TrackEvent.STOPPED, "regrounded": TrackEvent.REGROUNDED, "gave_up": TrackEvent.GAVE_UP}
 EXECUTOR_THREADS = 4
@@ -219,16 +219,18 @@ class SegmentNode(LifecycleNode):
             if why:
                 raise ValueError(why)
             from sa2va_i_ros.core.device import resolve_auto
-            from sa2va_i_ros.core.grounding import GroundingEngine
+            from sa2va_i_ros.core.pipeline import load_grounding_engine
             from sa2va_i_ros.core.session import Session
             from sa2va_i_ros.core.worker import PerceptionWorker
 
             device, dtype = resolve_auto(p["device"], p["dtype"])
             choice, tracker_config = _tracker_settings(p, device, dtype)  # refused before the model loads
             t0 = time.perf_counter()
-            engine = GroundingEngine.load(p["model"], device=device, dtype=dtype,
-                                          original_sam2=p["original_sam2"] or None,
-                                          revision=p["model_revision"] or None, lm_devices=p["lm_devices"] or None)
+            # Sa2VA / Sa2VA-i or SaSaSa2VA, by the checkpoint's config.json (model_type)
+            engine = load_grounding_engine(p["model"], device=device, dtype=dtype,
+                                           original_sam2=p["original_sam2"] or None,
+                                           revision=p["model_revision"] or None, lm_devices=p["lm_devices"] or None,
+                                           tracker=choice)
             buffer = FrameBuffer(max_frames=p["buffer_max_frames"], max_seconds=p["buffer_max_seconds"],
                                  max_bytes=p["buffer_max_megabytes"] << 20, downscale=p["buffer_downscale"] or None)
             session = Session(engine, buffer, tracker_config, Settings(**{k: p[k] for k in SESSION_SETTINGS}),
@@ -242,8 +244,9 @@ class SegmentNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self.session = session
         self.worker = PerceptionWorker(session, self)
-        self._model_state = (f"loaded {p['model']} on {device}/{dtype} in {time.perf_counter() - t0:.1f} s; "
-                             f"tracker {choice.model} in {tracker_config.dtype}".replace("torch.", ""))
+        self._model_state = (f"loaded {p['model']} ({engine.kind}) on {device}/{dtype} in "
+                             f"{time.perf_counter() - t0:.1f} s; tracker {choice.model} in {tracker_config.dtype}"
+                             .replace("torch.", ""))
         self.get_logger().info(self._model_state)
         # reliable and deep: when a track starts, the frames that arrived during grounding may come out in
         # one burst; a KEEP_LAST history shorter than that burst drops outputs a consumer has not acked
@@ -499,15 +502,17 @@ class SegmentNode(LifecycleNode):
 
     def _fill(self, response, reply) -> None:
         response.success, response.message = reply.success, reply.message
-        response.track_id = reply.track_id
+        response.track_id = reply.track_id  # the first of track_ids
+        response.track_ids = [int(i) for i in reply.track_ids]
         response.answer = reply.answer
         response.window_frames = reply.window_frames
         response.sampled_indices = [int(i) for i in reply.sampled_indices]
         response.sampled_stamps = [h.stamp for h in reply.sampled_headers]
-        if reply.newest is not None:
-            o = reply.newest
-            response.object = conv.tracked_object_msg(o.header, reply.track_id, o.query,
-                                                      o.score, o.visible, o.mask, None)
+        ids = list(reply.track_ids) + [0] * len(reply.objects)  # track false: objects without a track (id 0)
+        response.objects = [conv.tracked_object_msg(o.header, i, o.query, o.score, o.visible, o.mask, None)
+                            for i, o in zip(ids, reply.objects)]
+        if response.objects:
+            response.object = response.objects[0]
         t = reply.timing_ms
         response.timing = Timing(queue_ms=t.get("queue", 0.0), preprocess_ms=t.get("preprocess", 0.0),
                                  language_ms=t.get("language", 0.0), decode_ms=t.get("decode", 0.0),
@@ -524,7 +529,7 @@ class SegmentNode(LifecycleNode):
         reply = await answered
         self._fill(response, reply)
         if reply.success:
-            self.get_logger().info(f"segment {request.query[:80]!r}: track {reply.track_id}")
+            self.get_logger().info(f"segment {request.query[:80]!r}: track {reply.track_ids or 0}")
         else:  # (rclpy ties a severity to each call site)
             self.get_logger().warning(f"segment {request.query[:80]!r} refused: {reply.message}")
         return response
@@ -552,13 +557,16 @@ class SegmentNode(LifecycleNode):
             goal_handle.abort()
             return result
 
+        answered: list[int] = []  # the request's tracks, once answered (feedback carries them from then on)
+
         def progress(stage: str, fraction: float, detail: str) -> None:
             goal_handle.publish_feedback(SegmentAndTrack.Feedback(stage=stage, progress=float(fraction),
-                                                                  detail=detail))
+                                                                  detail=detail, track_ids=answered))
 
         finished = self._future()
         key = bytes(goal_handle.goal_id.uuid)
-        self._goals[key] = ticket = worker.submit(self._request(goal_handle.request), on_reply=lambda r: None,
+        self._goals[key] = ticket = worker.submit(self._request(goal_handle.request),
+                                                  on_reply=lambda r: answered.extend(r.track_ids),
                                                   on_done=finished.set_result, progress=progress)
         if goal_handle.is_cancel_requested:  # cancelled before the ticket was known
             worker.cancel(ticket)
@@ -568,10 +576,11 @@ class SegmentNode(LifecycleNode):
             self._goals.pop(key, None)
         self._fill(result, reply)
         if goal_handle.is_cancel_requested:
-            if reply.success and reply.track_id:  # it joined just before the cancel: undo it (STOPPED is sent)
-                with contextlib.suppress(ValueError):  # already stopped
-                    worker.stop(reply.track_id)
+            for track_id in reply.track_ids if reply.success else ():  # they joined just before the cancel: undo
+                with contextlib.suppress(ValueError):  # already stopped                      (STOPPED is sent)
+                    worker.stop(track_id)
             result.success, result.message, result.track_id = False, reply.message or "cancelled", 0
+            result.track_ids = []
             goal_handle.canceled()
         elif reply.success:
             goal_handle.succeed()

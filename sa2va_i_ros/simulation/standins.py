@@ -53,7 +53,11 @@ class StandInResult:
     def has_mask(self) -> bool:
         return self.masks is not None
 
-    def tracker_grounding(self, frames, stamps, prompt_frames: str = "all"):
+    @property
+    def num_objects(self) -> int:
+        return 1 if self.has_mask else 0  # one [SEG]
+
+    def tracker_grounding(self, frames, stamps, prompt_frames: str = "all", seg: int = 0):
         from sa2va_i_ros.core.tracker import Grounding
 
         sampled = self.sampled_indices[:1] if prompt_frames == "first" else self.sampled_indices

@@ -54,8 +54,9 @@ class SaSaSa2VAGrounding(GroundingResult):
     def num_objects(self) -> int:
         return 1 if self.has_mask else 0
 
-    def tracker_grounding(self, frames, stamps, prompt_frames: str = "all", seg: int = 0):
-        """The tracker's input: the window, the seed masks ("first": the oldest seed only)."""
+    def tracker_grounding(self, frames, stamps, prompt_frames: str = "all", seg: int = 0, tracker_sam2=None):
+        """The tracker's input: the window, the seed masks ("first": the oldest seed only); ``tracker_sam2``
+        as in ``GroundingResult.tracker_grounding``."""
         from ..tracker import Grounding
 
         if prompt_frames not in ("all", "first"):
@@ -65,10 +66,10 @@ class SaSaSa2VAGrounding(GroundingResult):
         if seg != 0:
             raise ValueError("a SaSaSa2VA answer is one object (its [SEG] tokens are clips)")
         seeds = self.seeds[:1] if prompt_frames == "first" else self.seeds
+        features, pixels = self.reusable([self.sam2_features[i] for i in seeds],
+                                         [self.sam2_pixels[i] for i in seeds], tracker_sam2)
         return Grounding(frames=list(frames), stamps=list(stamps), sampled_indices=list(seeds),
-                         masks=list(self.masks[0][: len(seeds)]),
-                         raw_features=[self.sam2_features[i] for i in seeds],
-                         pixels=[self.sam2_pixels[i] for i in seeds])
+                         masks=list(self.masks[0][: len(seeds)]), raw_features=features, pixels=pixels)
 
     def prompts(self, seg: int = 0) -> dict[int, np.ndarray]:
         if not self.has_mask:
