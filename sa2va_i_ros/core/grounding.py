@@ -171,8 +171,8 @@ class GroundingEngine:
         cfg = read_config(directory, name=model)
         if cfg.kind != "sa2va":
             raise UnsupportedModelError(
-                f"{model} is a SaSaSa2VA checkpoint: it runs in its own pipeline (core/sasasa2va; sa2va-i-video "
-                "and sa2va-i-eval pick it from config.json), not in Sa2VA-i's grounding engine")
+                f"{model} is a SaSaSa2VA checkpoint: it runs in its own pipeline (core/sasasa2va; sa2va-i-video, "
+                "sa2va-i-eval and the node pick it from config.json), not in Sa2VA-i's grounding engine")
         net, report = load_model(cfg, directory, model, dev, dt, lm_dtype=language_model_dtype(dt),
                                  lm_devices=layer_devices, original_sam2=original_sam2)
         try:

@@ -34,8 +34,8 @@ class Param:
 
 PARAMETERS: tuple[Param, ...] = (
     # model
-    Param("model", "kumuji/Sa2VA-i-1B", "Sa2VA-i / Sa2VA checkpoint: a directory or a Hugging Face hub id",
-          "configure"),
+    Param("model", "kumuji/Sa2VA-i-1B", "Sa2VA-i / Sa2VA / SaSaSa2VA checkpoint: a directory or a Hugging Face "
+          "hub id (its kind is read from its config.json)", "configure"),
     Param("original_sam2", "", "SAM 2.0 Hiera-L safetensors giving the original decoder (plain Sa2VA "
           "checkpoints only; Sa2VA-i checkpoints hold both decoders)", "configure"),
     Param("model_revision", "", "hub revision (branch, tag or commit) of a hub model; empty: the default branch",

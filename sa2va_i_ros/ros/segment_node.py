@@ -510,7 +510,7 @@ class SegmentNode(LifecycleNode):
         response.sampled_stamps = [h.stamp for h in reply.sampled_headers]
         ids = list(reply.track_ids) + [0] * len(reply.objects)  # track false: objects without a track (id 0)
         response.objects = [conv.tracked_object_msg(o.header, i, o.query, o.score, o.visible, o.mask, None)
-                            for i, o in zip(ids, reply.objects)]
+                            for i, o in zip(ids, reply.objects, strict=False)]
         if response.objects:
             response.object = response.objects[0]
         t = reply.timing_ms

@@ -30,6 +30,7 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from ..errors import FramesError
 from ..grounding import GroundingEngine, GroundingOptions, GroundingResult
@@ -97,6 +98,7 @@ class SaSaSa2VAEngine(GroundingEngine):
         super().check_query(query)
         language.check_query(query)
 
+    @torch.no_grad()
     def ground_steps(self, frames: Sequence[np.ndarray], query: str, options: GroundingOptions | None = None,
                      progress: Progress | None = None, cancelled: Callable[[], bool] | None = None
                      ) -> Generator[str, None, SaSaSa2VAGrounding]:
