@@ -173,6 +173,24 @@ class NodeHarness:
             hold.release.set()
             engine.ground_steps = original
 
+    @contextlib.contextmanager
+    def hold_catch_up_until_cancel(self):
+        """Frames after the grounding window wait in the catch-up until the running request is cancelled (a
+        request cancelled while its tracks catch up, made deterministic)."""
+        tracker, worker = self.node.session.tracker, self.node.worker
+        original = tracker.advance_object
+
+        def advance(prepared, **kw):
+            if kw.get("window_index") is None:
+                self.wait_for(lambda: worker._job is not None and worker._job.ticket.cancelled, "the cancel")
+            return original(prepared, **kw)
+
+        tracker.advance_object = advance
+        try:
+            yield
+        finally:
+            tracker.advance_object = original
+
     def state(self) -> str:
         """The node's lifecycle state, through its get_state service."""
         from lifecycle_msgs.srv import GetState

@@ -94,14 +94,6 @@ def test_a_cancelled_action_stops_every_track_of_its_request(harness):
     """Cancelled while its two tracks catch up (announced, STARTED): both get STOPPED, others stay."""
     buffer(harness, 0, 6)
     other = harness.segment("the red cup").track_id
-    tracker, worker = harness.node.session.tracker, harness.node.worker
-    original = tracker.advance_object
-
-    def advance(prepared, **kw):  # frames after the window wait until the goal is cancelled
-        if kw.get("window_index") is None:
-            harness.wait_for(lambda: worker._job is not None and worker._job.ticket.cancelled, "the cancel")
-        return original(prepared, **kw)
-
     client = harness.action_client
     assert client.wait_for_server(10)
     feedback = []
@@ -110,8 +102,7 @@ def test_a_cancelled_action_stops_every_track_of_its_request(harness):
                                       feedback_callback=lambda f: feedback.append(list(f.feedback.track_ids)))
         harness.wait_for(hold.entered.is_set, "the grounding to start")
         harness.publish_frames(6, 9)  # arrive while the language model runs
-        tracker.advance_object = advance
-        try:
+        with harness.hold_catch_up_until_cancel():
             hold.release.set()
             harness.wait_for(lambda: len(events(harness, TrackEvent.STARTED)) >= 3, "STARTED of both new tracks")
             harness.wait_for(send.done, "goal accepted")
@@ -120,8 +111,6 @@ def test_a_cancelled_action_stops_every_track_of_its_request(harness):
             harness.wait_for(handle.cancel_goal_async().done, "cancel answered")
             outcome = handle.get_result_async()
             harness.wait_for(outcome.done, "cancelled result")
-        finally:
-            tracker.advance_object = original
     new = [i for i in events(harness, TrackEvent.STARTED) if i != other]
     assert len(new) == 2 and next(f for f in feedback if f) == new
     assert outcome.result().status == 5 and not outcome.result().result.success  # GoalStatus.STATUS_CANCELED

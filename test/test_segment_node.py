@@ -159,23 +159,13 @@ def test_action_feedback_result_and_cancel(harness):
 def test_an_action_cancelled_after_its_track_started_sends_stopped(harness):
     """The track was announced (STARTED) and is catching up on frames that came during grounding."""
     fresh_frames(harness, 0, 6)
-    tracker = harness.node.session.tracker
-    original = tracker.advance_object
-    worker = harness.node.worker
-
-    def advance(prepared, **kw):  # frames after the window wait until the goal is cancelled
-        if kw.get("window_index") is None:
-            harness.wait_for(lambda: worker._job is not None and worker._job.ticket.cancelled, "the cancel")
-        return original(prepared, **kw)
-
     client = harness.action_client
     harness.action_ready()
     with harness.hold_grounding() as hold:
         send = client.send_goal_async(SegmentAndTrack.Goal(query=QUERY, track=True))
         harness.wait_for(hold.entered.is_set, "the grounding to start")
         harness.publish_frames(6, 9)  # arrive while the language model runs
-        tracker.advance_object = advance
-        try:
+        with harness.hold_catch_up_until_cancel():
             hold.release.set()
             harness.wait_for(lambda: any(e.event == TrackEvent.STARTED for e in harness.got["events"]), "STARTED")
             started = next(e for e in harness.got["events"] if e.event == TrackEvent.STARTED)
@@ -184,8 +174,6 @@ def test_an_action_cancelled_after_its_track_started_sends_stopped(harness):
             harness.wait_for(handle.cancel_goal_async().done, "cancel answered")
             outcome = handle.get_result_async()
             harness.wait_for(outcome.done, "cancelled result")
-        finally:
-            tracker.advance_object = original
     assert outcome.result().status == 5 and not outcome.result().result.success
     harness.wait_for(lambda: any(e.event == TrackEvent.STOPPED for e in harness.got["events"]), "STOPPED")
     kinds = [(e.event, e.track_id) for e in harness.got["events"]]
