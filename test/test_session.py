@@ -328,3 +328,24 @@ def test_each_seg_of_the_answer_is_its_own_track(rig_engine):
     assert again.success and again.replaced == [3, 4] and again.track_ids == [5, 6]
     assert sorted(d.worker.tracks) == [2, 5, 6]
 
+
+
+def test_one_object_stopped_while_the_answer_catches_up_lets_the_other_join(rig_engine):
+    """Two tracks of one answer are announced at the newest window frame and still catch up on frames that came
+    during grounding: stopping one there ends only that one; the other joins and is tracked."""
+    from sa2va_i_ros.core.checkpoint.answer_rig import QUERIES
+
+    d = Driver(rig_engine)
+    d.feed(0, 8)
+    done = []
+    ticket, replies = d.submit(SegmentRequest(QUERIES["two_seg"]), on_done=done.append)
+    d.worker.run_once()  # the request starts: its window is frames 0..7
+    d.feed(8, 10, run=False)  # they arrive while it is grounded
+    while ticket.reply is None:
+        d.worker.run_once()
+    assert replies[0].track_ids == [1, 2] and not ticket.done  # answered, still catching up on 8 and 9
+    assert d.worker.stop(1) == [1]
+    d.worker.run_until_idle()
+    assert done and done[0].success and d.worker.tracks == {2: QUERIES["two_seg"]} and d.session.track_ids == [2]
+    assert [[x.track_id for x in o.objects] for o in d.feed(10, 12)] == [[2], [2]]
+    assert [(e[1], e[3]) for e in d.rec.events] == [(1, "started"), (2, "started"), (1, "stopped")]
