@@ -20,11 +20,15 @@ pytestmark = pytest.mark.ros
 
 
 @pytest.fixture(scope="module")
-def harness(tmp_path_factory):
+def checkpoint(tmp_path_factory):
     from sa2va_i_ros.core.checkpoint.answer_rig import write_answer_rig
     from sa2va_i_ros.core.sasasa2va.tiny import to_sasasa2va
 
-    checkpoint = to_sasasa2va(write_answer_rig(tmp_path_factory.mktemp("sasasa2va_rig")), "qwen_chat")
+    return to_sasasa2va(write_answer_rig(tmp_path_factory.mktemp("sasasa2va_rig")), "qwen_chat")
+
+
+@pytest.fixture(scope="module")
+def harness(checkpoint):
     h = NodeHarness(checkpoint, name="sasasa2va")  # no parameter says which kind it is
     h.start()
     yield h
@@ -74,3 +78,20 @@ def test_a_sasasa2va_track_starts_on_the_window_and_continues_on_live_frames(har
         assert list(quick.sampled_indices) == sorted(i % 16 for i in range(100))  # W: 16 frames buffered
     finally:
         node.set_parameters([Parameter("sasasa2va_mode", value="uniform")])
+
+
+def test_another_tracker_model_fails_configure_with_the_reason(checkpoint, tmp_path):
+    """SaSaSa2VA's one SAM2 both prompts and tracks: a chosen sam2 tracker is refused before the model loads,
+    the node stays unconfigured and answers."""
+    from sa2va_i_ros.core.tracker.tiny_models import write_tiny_tracker_weights
+
+    weights = write_tiny_tracker_weights("sam2.1_hiera_t", tmp_path / "sam2.1_hiera_t.pt")
+    h = NodeHarness(checkpoint, name="sasasa2va_tracker", tracker_model="sam2.1_hiera_t",
+                    tracker_weights=str(weights))
+    try:
+        assert h.node.trigger_configure().name == "FAILURE"
+        assert "SaSaSa2VA propagates with its own SAM2" in h.node._model_state, h.node._model_state
+        r = h.segment(QUERIES["one_seg"])
+        assert not r.success and "not configured" in r.message
+    finally:
+        h.close()
