@@ -6,6 +6,8 @@ hand computations of the clip images; the official code's own outputs are
 compared in test_sasasa2va_official.py.
 """
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -67,6 +69,14 @@ def test_sa2va_i_engine_refuses_a_sasasa2va_checkpoint_and_vice_versa(ckpt, tiny
         GroundingEngine.load(str(ckpt))
     with pytest.raises(UnsupportedModelError, match="not a SaSaSa2VA"):
         SaSaSa2VAPipeline.load(str(tiny_checkpoint))
+
+
+def test_samurai_mode_is_refused_before_the_weights_load(ckpt, tmp_path):
+    """config.json's samurai_mode on: SAMURAI tracking is not ported; only config.json is needed to say so."""
+    (tmp_path / "config.json").write_text(json.dumps({**json.loads((ckpt / "config.json").read_text()),
+                                                      "samurai_mode": True}))
+    with pytest.raises(UnsupportedModelError, match="samurai_mode is on"):
+        SaSaSa2VAPipeline.load(str(tmp_path))
 
 
 # -- language-model input --------------------------------------------------------------------------

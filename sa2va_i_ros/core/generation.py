@@ -76,8 +76,12 @@ def greedy_generate(language_model, prompt_embeds: torch.Tensor, *, seg_id: int,
                     stop: Callable[[list[int]], bool], max_new_tokens: int,
                     cancelled: Callable[[], bool] | None = None, prefill_chunk: int = 0) -> Generation:
     """Generate greedily from ``prompt_embeds`` (1, L, H)."""
-    steps = greedy_steps(language_model, prompt_embeds, seg_id=seg_id, eos_id=eos_id, stop=stop,
-                         max_new_tokens=max_new_tokens, cancelled=cancelled, prefill_chunk=prefill_chunk)
+    return drain(greedy_steps(language_model, prompt_embeds, seg_id=seg_id, eos_id=eos_id, stop=stop,
+                              max_new_tokens=max_new_tokens, cancelled=cancelled, prefill_chunk=prefill_chunk))
+
+
+def drain(steps: Generator):
+    """Run a step generator to its end (the one-call form of a stepped computation); its return value."""
     while True:
         try:
             next(steps)

@@ -33,7 +33,7 @@ from .checkpoint.placement import parse_devices
 from .checkpoint.tokenizer import load_tokenizer
 from .device import autocast, language_model_dtype, resolve_device, resolve_dtype
 from .errors import Cancelled, CheckpointError, FramesError, NumericsError, QueryError, UnsupportedModelError
-from .generation import StopWords, greedy_steps
+from .generation import StopWords, drain, greedy_steps
 from .sam2_model import encode_image, with_decoder_convs
 from .sampling import sample_indices, unique_in_order
 from .seg_decode import decode_language_prompt, logits_to_masks
@@ -123,13 +123,35 @@ class GroundingResult:
         return {idx: self.masks[seg, k] for k, idx in enumerate(self.sampled_indices)}
 
 
-def drain(steps: Generator):
-    """Run a step generator to its end; its return value."""
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value
+def load_parts(model: str, device: str, dtype: str, revision: str | None, lm_devices,
+               check: Callable[[str, object], None], **model_kwargs):
+    """What an engine is built from: (network, tokenizer, config, device, dtype, load report).
+
+    Devices and dtype are checked before anything is read; ``check(model, cfg)`` refuses a
+    checkpoint of another kind before its weights load; ``model_kwargs`` go to ``load_model``.
+    """
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    layer_devices = parse_devices(lm_devices)
+    for d in layer_devices:
+        resolve_device(str(d))
+    directory = resolve(model, revision)
+    cfg = read_config(directory, name=model)
+    check(model, cfg)
+    net, report = load_model(cfg, directory, model, dev, dt, lm_dtype=language_model_dtype(dt),
+                             lm_devices=layer_devices, **model_kwargs)
+    try:
+        tokenizer = load_tokenizer(directory, model)
+    except Exception as exc:
+        raise load_failure(model, exc) from None
+    return net, tokenizer, cfg, dev, dt, report
+
+
+def _sa2va_only(model: str, cfg) -> None:
+    if cfg.kind != "sa2va":
+        raise UnsupportedModelError(
+            f"{model} is a SaSaSa2VA checkpoint: it runs in its own pipeline (core/sasasa2va; sa2va-i-video, "
+            "sa2va-i-eval and the node pick it from config.json), not in Sa2VA-i's grounding engine")
 
 
 class GroundingEngine:
@@ -162,24 +184,8 @@ class GroundingEngine:
         several GPUs. Every failure is a ``CheckpointError`` (or ``ValueError`` for
         a bad device/dtype) with the reason.
         """
-        dev = resolve_device(device)
-        dt = resolve_dtype(dtype, dev)
-        layer_devices = parse_devices(lm_devices)
-        for d in layer_devices:
-            resolve_device(str(d))
-        directory = resolve(model, revision)
-        cfg = read_config(directory, name=model)
-        if cfg.kind != "sa2va":
-            raise UnsupportedModelError(
-                f"{model} is a SaSaSa2VA checkpoint: it runs in its own pipeline (core/sasasa2va; sa2va-i-video, "
-                "sa2va-i-eval and the node pick it from config.json), not in Sa2VA-i's grounding engine")
-        net, report = load_model(cfg, directory, model, dev, dt, lm_dtype=language_model_dtype(dt),
-                                 lm_devices=layer_devices, original_sam2=original_sam2)
-        try:
-            tokenizer = load_tokenizer(directory, model)
-        except Exception as exc:
-            raise load_failure(model, exc) from None
-        return cls(net, tokenizer, cfg, dev, dt, report)
+        return cls(*load_parts(model, device, dtype, revision, lm_devices, _sa2va_only,
+                               original_sam2=original_sam2))
 
     # -- checks ---------------------------------------------------------------------------------
     def check_query(self, query: str) -> None:

@@ -11,13 +11,8 @@ evaluation and is not ported.
 
 from __future__ import annotations
 
-from ..checkpoint.build import load_failure, load_model
-from ..checkpoint.config import read_config
-from ..checkpoint.load import resolve
-from ..checkpoint.placement import parse_devices
-from ..device import language_model_dtype, resolve_device, resolve_dtype
 from ..errors import UnsupportedModelError
-from ..grounding import GroundingEngine, load_tokenizer
+from ..grounding import GroundingEngine, load_parts
 from ..sa2va_model import Sa2VAModel
 
 
@@ -39,23 +34,14 @@ def load_engine(model: str, device: str = "cpu", dtype: str = "float32", revisio
     """
     from .streaming import SaSaSa2VAEngine
 
-    dev = resolve_device(device)
-    dt = resolve_dtype(dtype, dev)
-    layer_devices = parse_devices(lm_devices)
-    for d in layer_devices:
-        resolve_device(str(d))
-    directory = resolve(model, revision)
-    cfg = read_config(directory, name=model)
+    return SaSaSa2VAEngine(*load_parts(model, device, dtype, revision, lm_devices, _sasasa2va_only,
+                                       model_class=SaSaSa2VAModel, single_decoder=True))
+
+
+def _sasasa2va_only(model: str, cfg) -> None:
     if cfg.kind != "sasasa2va":
         raise UnsupportedModelError(f"{model}: model_type {cfg.raw.get('model_type')!r} is not a SaSaSa2VA "
                                     "checkpoint (sasasa2va_chat); load it with GroundingEngine / VideoPipeline")
     if cfg.raw.get("samurai_mode"):
         raise UnsupportedModelError(f"{model}: samurai_mode is on in config.json; SAMURAI tracking is not "
                                     "ported (SaSaSa2VA's released evaluation runs with it off)")
-    net, report = load_model(cfg, directory, model, dev, dt, lm_dtype=language_model_dtype(dt),
-                             lm_devices=layer_devices, model_class=SaSaSa2VAModel, single_decoder=True)
-    try:
-        tokenizer = load_tokenizer(directory, model)
-    except Exception as exc:
-        raise load_failure(model, exc) from None
-    return SaSaSa2VAEngine(net, tokenizer, cfg, dev, dt, report)

@@ -32,7 +32,8 @@ import torch
 
 from ..device import autocast
 from ..errors import Cancelled, FramesError, QueryError
-from ..grounding import GroundingEngine, GroundingOptions, drain
+from ..generation import drain
+from ..grounding import GroundingEngine, GroundingOptions
 from ..tracker.memory import ObjectMemory, memory_horizons
 from ..tracker.sam2_runner import Sam2Runner
 from . import language, modes, sam2_steps
