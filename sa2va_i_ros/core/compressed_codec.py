@@ -41,7 +41,13 @@ import numpy as np
 import simplejpeg
 from PIL import Image
 
-from sa2va_i_ros.core.image_codec import COLOR_ENCODINGS, ImageDecodeError, InvalidImage, UnsupportedEncoding
+from sa2va_i_ros.core.image_codec import (
+    COLOR_ENCODINGS,
+    ImageDecodeError,
+    InvalidImage,
+    UnsupportedEncoding,
+    byte_view,
+)
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -88,14 +94,7 @@ def parse_format(fmt: object) -> CompressedFormat:
 
 
 def _byte_view(data) -> memoryview:
-    try:
-        buf = memoryview(data)
-        if buf.format != "B" or buf.ndim != 1:
-            buf = buf.cast("B")
-    except (TypeError, ValueError):
-        buf = None
-    if buf is None or not buf.c_contiguous:
-        raise InvalidImage(f"compressed data of type {type(data).__name__} is not a contiguous byte buffer")
+    buf = byte_view(data, "compressed data")
     if not buf.nbytes:
         raise InvalidImage("compressed image has no data")
     return buf

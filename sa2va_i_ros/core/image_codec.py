@@ -83,6 +83,14 @@ def _plane(height, width, step, data, bytes_per_pixel: int, align: int) -> tuple
         raise InvalidImage(f"step {s} is smaller than width {w} x {bytes_per_pixel} bytes per pixel")
     if s % align:
         raise InvalidImage(f"step {s} is not a multiple of the {align}-byte sample size")
+    buf = byte_view(data, "image data")
+    if buf.nbytes != s * h:
+        raise InvalidImage(f"image data has {buf.nbytes} bytes, expected step x height = {s} x {h} = {s * h}")
+    return h, w, s, buf
+
+
+def byte_view(data, what: str) -> memoryview:
+    """``data`` (bytes, array.array, a message's sequence<uint8>) as flat bytes without a copy."""
     try:
         buf = memoryview(data)
         if buf.format != "B" or buf.ndim != 1:
@@ -90,10 +98,8 @@ def _plane(height, width, step, data, bytes_per_pixel: int, align: int) -> tuple
     except (TypeError, ValueError):
         buf = None
     if buf is None or not buf.c_contiguous:
-        raise InvalidImage(f"image data of type {type(data).__name__} is not a contiguous byte buffer")
-    if buf.nbytes != s * h:
-        raise InvalidImage(f"image data has {buf.nbytes} bytes, expected step x height = {s} x {h} = {s * h}")
-    return h, w, s, buf
+        raise InvalidImage(f"{what} of type {type(data).__name__} is not a contiguous byte buffer")
+    return buf
 
 
 def _encoding(encoding: object, table: dict) -> str:
