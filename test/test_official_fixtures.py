@@ -140,13 +140,17 @@ def test_keyframe_logits_and_masks_equal_the_official_code(product_runs, name):
 
 @pytest.mark.parametrize("name", SAM2_CASES)
 def test_propagated_masks_equal_the_official_code(product_runs, name):
-    """Sa2VA-i's train_postprocess: every sampled mask added, forward propagation with the original decoder."""
+    """Sa2VA-i's train_postprocess: every sampled mask added, forward propagation with the original decoder,
+    for every [SEG] of the answer (the official code propagates each; ``masks`` is the first)."""
     meta, arrays = case(name)
     _, _, video = product_runs[name]
-    official = arrays["masks"][0]  # the first [SEG]: the video pipeline propagates that one
-    assert len(video.masks) == len(official) == meta["T"]
-    assert iou(np.stack(video.masks), official) >= 0.999
-    assert min(iou(a, b) for a, b in zip(video.masks, official, strict=True)) >= 0.99
+    official = arrays["masks"]  # (n_seg, T, H, W)
+    assert len(video.seg_masks) == len(official) == meta["prediction"].count("[SEG]")
+    assert video.masks is video.seg_masks[0]
+    for k, (ours, theirs) in enumerate(zip(video.seg_masks, official, strict=True)):
+        assert len(ours) == len(theirs) == meta["T"]
+        assert iou(np.stack(ours), theirs) >= 0.999, f"[SEG] {k}"
+        assert min(iou(a, b) for a, b in zip(ours, theirs, strict=True)) >= 0.99, f"[SEG] {k}"
 
 
 def test_the_checkpoint_has_the_keys_the_official_code_writes(official_checkpoint):
