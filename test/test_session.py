@@ -329,7 +329,6 @@ def test_each_seg_of_the_answer_is_its_own_track(rig_engine):
     assert sorted(d.worker.tracks) == [2, 5, 6]
 
 
-
 def test_one_object_stopped_while_the_answer_catches_up_lets_the_other_join(rig_engine):
     """Two tracks of one answer are announced at the newest window frame and still catch up on frames that came
     during grounding: stopping one there ends only that one; the other joins and is tracked."""
@@ -349,3 +348,22 @@ def test_one_object_stopped_while_the_answer_catches_up_lets_the_other_join(rig_
     assert done and done[0].success and d.worker.tracks == {2: QUERIES["two_seg"]} and d.session.track_ids == [2]
     assert [[x.track_id for x in o.objects] for o in d.feed(10, 12)] == [[2], [2]]
     assert [(e[1], e[3]) for e in d.rec.events] == [(1, "started"), (2, "started"), (1, "stopped")]
+
+
+def test_idle_only_once_every_frame_and_request_is_done(driver):
+    """``idle`` (reported on /diagnostics, awaited by the replay harness): false while a frame, a request or a
+    tracked object's newest frame waits; true once the worker has nothing left."""
+    w = driver.worker
+    assert w.idle  # nothing handed over yet
+    driver.feed(0, 6, run=False)
+    assert not w.idle  # frames in the inbox
+    w.run_until_idle()
+    assert w.idle  # buffered; nothing tracked, so nothing is due for them
+    ticket, _ = driver.submit(SegmentRequest(QUERY))
+    assert not w.idle  # a request waits
+    w.run_until_idle()
+    assert ticket.done and w.idle
+    driver.feed(6, 7, run=False)
+    assert not w.idle  # a tracked object's new frame
+    w.run_once()  # takes it from the inbox and tracks it
+    assert w.idle and driver.rec.outputs[-1].header == {"i": 6}

@@ -153,6 +153,7 @@ class PerceptionWorker:
         self._turn: float | None = None  # background seconds since the last live step
         self.regrounder = Regrounder(RegroundPlan(reground_settings(session.settings)), self._submit_reground,
                                      self._gave_up)
+        self._waiting = False  # the worker thread waits for work (set and read under _lock)
         self._thread = None
         if threaded:
             self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -276,6 +277,13 @@ class PerceptionWorker:
     def queue_length(self) -> int:
         return len(self._queue)
 
+    @property
+    def idle(self) -> bool:
+        """Nothing left to do with what it was handed: every frame is out, dropped or thinned, no request runs
+        or waits. (Threaded: only while the thread waits for work, so never in the middle of a step.)"""
+        with self._lock:
+            return (self._waiting or self._thread is None) and not self._closed and not self._has_work()
+
     def close(self, reason: str, timeout: float = 30.0) -> None:
         """Stop the worker: every waiting or running request is answered with ``reason``, every track gets
         STOPPED. Waits (up to ``timeout``) for the step under way to end, never for a whole request."""
@@ -297,7 +305,9 @@ class PerceptionWorker:
         while True:
             with self._lock:
                 while not self._closed and not self._has_work():
+                    self._waiting = True
                     self._lock.wait(0.5)
+                self._waiting = False
                 if self._closed:
                     return
             try:
