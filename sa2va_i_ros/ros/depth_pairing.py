@@ -51,6 +51,10 @@ class DepthPairer:
             out.append((item, self._match(stamp)))
         return out
 
+    def __len__(self) -> int:
+        """Outputs still waiting for their depth."""
+        return len(self._pending)
+
     def clear(self) -> None:
         self._depth.clear()
         self._pending.clear()

@@ -176,6 +176,7 @@ class SegmentNode(LifecycleNode):
         self.images_received = 0  # image callbacks done (whatever became of the image)
         self._in_rate, self._out_rate = RateMeter(), RateMeter()
         self._last_lag_ms = float("nan")
+        self._last_output_ns = -1  # stamp of the newest objects message published (-1: none yet)
         self._callback_ms: dict[int, float] = {}  # stamp -> image callback time (decode + hand-over), recent
         self._overhead_ms = Percentiles()  # per published frame: its image callback + building its messages
         self._model_state = "unconfigured"
@@ -482,6 +483,7 @@ class SegmentNode(LifecycleNode):
             pubs["overlay"].publish(msgs.overlay)
         self._publish_markers(self._markers.frame(out.header, msgs.marked))
         self._out_rate.tick()
+        self._last_output_ns = conv.stamp_to_ns(out.header.stamp)
         self._last_lag_ms = (self.get_clock().now().nanoseconds - conv.stamp_to_ns(out.header.stamp)) / 1e6
 
     # -- requests -------------------------------------------------------------------------------
@@ -610,6 +612,7 @@ class SegmentNode(LifecycleNode):
         name = self.get_fully_qualified_name()
         in_rate, out_rate = self._in_rate.rate(), self._out_rate.rate()
         counts = dict(worker.counts) if worker is not None else {}
+        settled = self._settled(worker)
         statuses = [
             status(f"{name}: model", OK if worker else (ERROR if "failed" in self._model_state else WARN),
                    self._model_state, {"active": self.active}),
@@ -622,7 +625,7 @@ class SegmentNode(LifecycleNode):
                     "overhead_ms_p95": f"{self._overhead_ms.get(0.95):.3f}",
                     "grounding_running": worker.busy if worker else False,
                     "requests_waiting": worker.queue_length() if worker else 0,
-                    "images_received": self.images_received, **counts}),
+                    "images_received": self.images_received, **settled, **counts}),
         ]
         if worker is not None:
             for track_id, query in worker.tracks.items():
@@ -633,6 +636,16 @@ class SegmentNode(LifecycleNode):
                                        {"query": query, "reground_misses": attempts}))
         self._diag_pub.publish(diagnostic_array(self.get_clock().now().to_msg(), statuses))
 
+    def _settled(self, worker) -> dict:
+        """How far the node got: the newest frame handed to the worker, whether the worker is done with it
+        (idle), outputs still waiting for depth, and the newest objects message published. Read in this
+        order, ``worker_idle`` true means every frame up to ``newest_stamp_ns`` is out, pending or dropped."""
+        newest = worker.newest_header if worker is not None else None
+        newest_ns = conv.stamp_to_ns(newest.stamp) if newest is not None else -1
+        idle = worker.idle if worker is not None else False
+        with self._out_lock:
+            return {"newest_stamp_ns": newest_ns, "worker_idle": idle, "outputs_pending": len(self._pairer),
+                    "last_output_stamp_ns": self._last_output_ns}
 
 def _camera_rgb(frame) -> np.ndarray:
     """The frame at the camera's size (the buffer may hold a downscaled copy)."""
