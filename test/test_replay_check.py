@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 from sa2va_i_ros.core.sampling import sample_indices
 from sa2va_i_ros.ros.conversions import ns_to_stamp
-from sa2va_i_ros.tools.replay_run import ReplayResult, check_replay
+from sa2va_i_ros.tools.replay_run import QUERY, ReplayResult, check_replay, node_settled
 
 BAG = [1_000_000_000 + k * 50_000_000 for k in range(60)]
 WINDOW_PROBLEM = "sampled stamps are not the window's frames"
@@ -48,3 +48,33 @@ def test_sampled_stamps_closer_than_their_indices_fail():
     result = ReplayResult(reply=reply, camera_headers={s: None for s in BAG},
                           node_counts={"images_received": 40, "frames_live": 1})
     assert [p for p in check_replay(result, BAG, "camera", [1, 0, 0, 0, 1, 0], {}) if p.startswith(WINDOW_PROBLEM)]
+
+
+# what the replay harness waits for before it checks: the node's report that it is done with the last frame
+DONE = {"newest_stamp_ns": str(BAG[-1]), "worker_idle": "True", "outputs_pending": "0",
+        "last_output_stamp_ns": str(BAG[-1])}
+
+
+def test_the_harness_waits_until_the_node_is_done_with_the_last_frame_and_its_output_arrived():
+    here = {BAG[-1]: object()}
+    assert node_settled(DONE, BAG[-1], here, here)
+    # still working: busy, an older newest frame (the last one not taken yet), an output waiting for depth
+    for not_yet in ({"worker_idle": "False"}, {"newest_stamp_ns": str(BAG[-2])}, {"outputs_pending": "1"}):
+        assert not node_settled({**DONE, **not_yet}, BAG[-1], here, here), not_yet
+    assert not node_settled(DONE, BAG[-1], {}, {})  # its last output is published but not here yet
+    assert not node_settled(DONE, BAG[-1], here, {})  # the objects message, not yet the mask
+    assert not node_settled({"frames_live": "3"}, BAG[-1], here, here)  # a node that does not report it
+
+
+def test_done_without_an_output_of_the_last_frame_fails_the_check():
+    """A node that settled having dropped the last frame: waiting ends, and the check still fails."""
+    header = SimpleNamespace(frame_id="camera", stamp=ns_to_stamp(BAG[-2]))
+    here = {BAG[-2]: SimpleNamespace(header=header, objects=[SimpleNamespace(track_id=1, query=QUERY)])}
+    assert node_settled({**DONE, "last_output_stamp_ns": str(BAG[-2])}, BAG[-1], here, here)
+    reply = SimpleNamespace(success=True, window_frames=20, sampled_indices=sample_indices(20, 5),
+                            sampled_stamps=[ns_to_stamp(BAG[i]) for i in sample_indices(20, 5)], track_id=1)
+    result = ReplayResult(reply=reply, camera_headers={s: None for s in BAG}, objects=dict(here),
+                          masks=dict(here), node_counts={"images_received": 60, "frames_live": 1,
+                                                         "frames_dropped_stale": 60})
+    problems = check_replay(result, BAG, "camera", [1, 0, 0, 0, 1, 0], {})
+    assert "the last frame has no output: the node never caught up with the stream" in problems

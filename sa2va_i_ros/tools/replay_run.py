@@ -11,9 +11,11 @@ under the network rule (``tools/ros_env.py``).
 The node keeps up with the camera by tracking the newest frame and dropping
 stale ones, and a new track's catch-up may thin frames to join the live
 stream on time (docs/DESIGN.md): a frame after the query may have no output.
-The observer reads the node's own counts of dropped and thinned frames from
-/diagnostics once the replay is over, and ``check_replay`` requires every
-frame without an output to be accounted for by them.
+Once the player ended, the observer waits until the node reports on
+/diagnostics that it is done with the last played frame (``node_settled``;
+under load it may still be catching up then), takes the node's counts of
+dropped and thinned frames from that report, and ``check_replay`` requires
+every frame without an output to be accounted for by them.
 """
 
 from __future__ import annotations
@@ -183,36 +185,51 @@ class Observer:
         if not player_done() and stop_player is not None:
             stop_player()
             self.spin(player_done, 30.0)
-        self._drain(quiet_s=3.0)
-        self._final_counts()
+        last = max(r.camera_headers, default=-1)
+        settled = self.spin(lambda: self._settled_counts(last) is not None, opts.timeout_s)
+        if settled:
+            self.result.node_counts = self._settled_counts(last)
+        else:  # a hang (or the node never got the last frame): check_replay tells what is missing
+            self._final_counts()
         return r
 
+    def _settled_counts(self, last: int) -> dict | None:
+        """The node's counts once it reported being done with the last played frame and its outputs are here.
+
+        Under load the node may still be catching up (or tracking) when the player
+        ends; stopping after a quiet period cut its last outputs. This waits for
+        the node's own report instead, however slow it is.
+        """
+        for _, values in reversed(self.diagnostics):
+            if node_settled(values, last, self.result.objects, self.result.masks):
+                return {k: int(v) for k, v in values.items() if k.startswith(("frames_", "requests", "images_"))}
+        return None
+
     def _final_counts(self) -> None:
-        """The node's counts from a /diagnostics message sent after its last output."""
+        """The node's counts from a /diagnostics message received after now (when it never settled)."""
         after = time.monotonic()
         self.spin(lambda: any(t > after for t, _ in self.diagnostics), 10.0)
         if self.diagnostics:
             self.result.node_counts = {k: int(v) for k, v in self.diagnostics[-1][1].items()
                                        if k.startswith(("frames_", "requests", "images_"))}
 
-    def _drain(self, quiet_s: float) -> None:
-        """Until the last camera frame has its objects message, or the node stayed quiet for ``quiet_s``
-        (on a slow machine the node lags the recording; stopping with the player would cut its last outputs)."""
-        r, last = self.result, max(self.result.camera_headers, default=None)
-        end = time.monotonic() + self.opts.timeout_s
-        seen, quiet_since = len(r.objects), time.monotonic()
-        while time.monotonic() < end and last not in r.objects:
-            self.executor.spin_once(timeout_sec=0.05)
-            if len(r.objects) != seen:
-                seen, quiet_since = len(r.objects), time.monotonic()
-            elif time.monotonic() - quiet_since > quiet_s:
-                break
-        self.spin(lambda: False, 0.3)
-
     def close(self) -> None:
         self.executor.shutdown()
         self.node.destroy_node()
         self.ctx.try_shutdown()
+
+
+def node_settled(values: dict, last_stamp: int, objects: dict, masks: dict) -> bool:
+    """Whether a /diagnostics output status says the node is done with the frame stamped ``last_stamp`` (it
+    holds it or a newer one and its worker is idle, no output waits for depth) and its newest published
+    output (objects and mask) has arrived here. Done does not mean right: the check judges the outputs."""
+    try:
+        newest, last_out = int(values["newest_stamp_ns"]), int(values["last_output_stamp_ns"])
+        idle, pending = values["worker_idle"] == "True", int(values["outputs_pending"])
+    except (KeyError, ValueError):
+        return False
+    return newest >= last_stamp and idle and pending == 0 and (last_out < 0 or (last_out in objects and
+                                                                                last_out in masks))
 
 
 def _params_file() -> Path:
