@@ -10,9 +10,10 @@ the one the official code ran on) and the product must give the same:
 ids exactly, vectors within 1e-4, masks with IoU >= 0.999.
 
 Hiera-L at 1024 px costs seconds per frame on a CPU, so the SAM2 side runs for
-T=3 N=5 (duplicated samples, two [SEG]: three encodes) and T=12 N=5 (twelve
-encodes, seven frames propagated without a prompt), the language side for every
-case.
+T=3 N=5 (duplicated samples, two [SEG]: three encodes), T=12 N=5 (twelve
+encodes, seven frames propagated without a prompt) and T=37 N=12 (the paper's
+sampling of a longer video: 37 encodes, 25 frames propagated without a prompt),
+the language side for every case.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from official_oracle import FIXTURES, case, checkpoint_digest, frames, recorded_digest, write_checkpoint
 
 from sa2va_i_ros.core import grounding as grounding_module
@@ -31,9 +33,10 @@ from sa2va_i_ros.core.grounding import GroundingEngine, GroundingOptions
 from sa2va_i_ros.core.pipeline import VideoPipeline
 from sa2va_i_ros.core.prompt import build_prompt
 from sa2va_i_ros.core.sampling import sample_indices, unique_in_order
+from sa2va_i_ros.core.tracker import StreamingTracker
 
 LANGUAGE_CASES = ["dup_two_seg", "t12_n5", "t12_n12", "t37_n5", "t37_n12", "no_seg"]
-SAM2_CASES = ["dup_two_seg", "t12_n5"]
+SAM2_CASES = ["dup_two_seg", "t12_n5", "t37_n12"]
 
 pytestmark = pytest.mark.slow
 
@@ -76,7 +79,8 @@ def test_prompt_answer_and_seg_states_equal_the_official_code(official_engine, n
 
 
 def _run_recorded(engine, name):
-    """VideoPipeline.run on one case, recording the engine's GroundingResult and the decoder's low-res logits."""
+    """VideoPipeline.run on one case, recording the engine's GroundingResult, the decoder's low-res logits and the
+    tracker's low-res logits of every frame, per [SEG]."""
     meta, _ = case(name)
     grounded, low_res = [], []
     real_ground, real_decode = engine.ground, grounding_module.decode_language_prompt
@@ -90,13 +94,23 @@ def _run_recorded(engine, name):
         low_res.append(out[0].detach().float().cpu().numpy())
         return out
 
+    propagated = {}  # obj id -> frame index -> the tracker's low-res logits (ObjectResult.logits)
+    real_prepare = StreamingTracker.prepare_object
+
+    def prepare(self, grounding, *, obj_id, **k):
+        prepared = real_prepare(self, grounding, obj_id=obj_id, **k)
+        propagated[obj_id] = {r.stamp: r.objects[obj_id].logits.detach().float().cpu() for r in prepared.frames}
+        return prepared
+
     engine.ground, grounding_module.decode_language_prompt = ground, decode
+    StreamingTracker.prepare_object = prepare
     try:
         video = VideoPipeline(engine).run(frames(meta["T"]), meta["query"], num_frames=meta["N"])
     finally:
         del engine.ground
         grounding_module.decode_language_prompt = real_decode
-    return grounded[0], np.stack(low_res), video
+        StreamingTracker.prepare_object = real_prepare
+    return grounded[0], np.stack(low_res), video, [propagated[k] for k in sorted(propagated)]
 
 
 class _Runs(dict):
@@ -118,7 +132,7 @@ def product_runs(official_engine):
 @pytest.mark.parametrize("name", SAM2_CASES)
 def test_grounding_answer_and_embeddings_equal_the_official_code(product_runs, name):
     meta, arrays = case(name)
-    g, _, _ = product_runs[name]
+    g, _, _, _ = product_runs[name]
     assert g.sampled_indices == meta["sample_idx"]
     assert g.raw_answer == meta["prediction"]
     torch.testing.assert_close(g.seg_embeddings, torch.from_numpy(arrays["seg_embedding"]), rtol=0, atol=1e-4)
@@ -127,7 +141,7 @@ def test_grounding_answer_and_embeddings_equal_the_official_code(product_runs, n
 @pytest.mark.parametrize("name", SAM2_CASES)
 def test_keyframe_logits_and_masks_equal_the_official_code(product_runs, name):
     meta, arrays = case(name)
-    g, low_res, _ = product_runs[name]
+    g, low_res, _, _ = product_runs[name]
     official = arrays["keyframe_low_res_logits"]  # (n_seg, distinct sampled frames, 1, 256, 256)
     ours = low_res[:, meta["keyframe_logits_positions"]]  # first position of each distinct sampled frame
     assert ours.shape == official.shape
@@ -143,7 +157,7 @@ def test_propagated_masks_equal_the_official_code(product_runs, name):
     """Sa2VA-i's train_postprocess: every sampled mask added, forward propagation with the original decoder,
     for every [SEG] of the answer (the official code propagates each; ``masks`` is the first)."""
     meta, arrays = case(name)
-    _, _, video = product_runs[name]
+    _, _, video, _ = product_runs[name]
     official = arrays["masks"]  # (n_seg, T, H, W)
     assert len(video.seg_masks) == len(official) == meta["prediction"].count("[SEG]")
     assert video.masks is video.seg_masks[0]
@@ -151,6 +165,29 @@ def test_propagated_masks_equal_the_official_code(product_runs, name):
         assert len(ours) == len(theirs) == meta["T"]
         assert iou(np.stack(ours), theirs) >= 0.999, f"[SEG] {k}"
         assert min(iou(a, b) for a, b in zip(ours, theirs, strict=True)) >= 0.99, f"[SEG] {k}"
+
+
+@pytest.mark.parametrize("name", SAM2_CASES)
+def test_propagated_logits_equal_the_official_code(product_runs, official_engine, name):
+    """The logits behind those masks, every frame and [SEG]: sam2's low-res logits resized to the video size
+    (S, Sa2VA's choice) then by Sa2VA to the frame, both bilinear (the official code's two resizes, written
+    here). A random model's masks are near-full on unprompted frames, its logits are not. The product gave
+    them bit for bit on this CPU (t12_n5); the bound is float32 noise, well below what a wrong step moves:
+    prompt memories encoded from the prompt instead of its low-res round trip move them by 4e-4..7e-4.
+    (Keeping memories in float32 instead of sam2's bfloat16 moves them by only 2e-6 on this random model: that
+    detail is pinned by test_tracker_memory.py, not here.)"""
+    meta, arrays = case(name)
+    *_, propagated = product_runs[name]
+    official = arrays["propagated_logits"]  # (n_seg, T, H, W): the official code's last resize of each frame
+    size = int(official_engine.model.sam2.image_size)
+    assert len(propagated) == len(official)
+    for k, (ours, theirs) in enumerate(zip(propagated, official, strict=True)):
+        assert sorted(ours) == list(range(meta["T"])), f"[SEG] {k}: frames {sorted(ours)}"
+        for t in range(meta["T"]):
+            video_res = F.interpolate(ours[t], size=(size, size), mode="bilinear", align_corners=False)
+            frame = F.interpolate(video_res, size=theirs.shape[-2:], mode="bilinear", align_corners=False)
+            np.testing.assert_allclose(frame[0, 0].numpy(), theirs[t], rtol=0, atol=1e-5,
+                                       err_msg=f"[SEG] {k} frame {t}")
 
 
 def test_the_checkpoint_has_the_keys_the_official_code_writes(official_checkpoint):
