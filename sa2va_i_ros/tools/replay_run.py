@@ -202,7 +202,7 @@ class Observer:
         """
         for _, values in reversed(self.diagnostics):
             if node_settled(values, last, self.result.objects, self.result.masks):
-                return {k: int(v) for k, v in values.items() if k.startswith(("frames_", "requests", "images_"))}
+                return _node_counts(values)
         return None
 
     def _final_counts(self) -> None:
@@ -210,13 +210,17 @@ class Observer:
         after = time.monotonic()
         self.spin(lambda: any(t > after for t, _ in self.diagnostics), 10.0)
         if self.diagnostics:
-            self.result.node_counts = {k: int(v) for k, v in self.diagnostics[-1][1].items()
-                                       if k.startswith(("frames_", "requests", "images_"))}
+            self.result.node_counts = _node_counts(self.diagnostics[-1][1])
 
     def close(self) -> None:
         self.executor.shutdown()
         self.node.destroy_node()
         self.ctx.try_shutdown()
+
+
+def _node_counts(values: dict) -> dict:
+    """The counts check_replay reads from a /diagnostics output status (frames, requests, images)."""
+    return {k: int(v) for k, v in values.items() if k.startswith(("frames_", "requests", "images_"))}
 
 
 def node_settled(values: dict, last_stamp: int, objects: dict, masks: dict) -> bool:
