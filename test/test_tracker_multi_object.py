@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from test_tracker_helpers import (
     EncoderCounter,
     assert_matches_offline,
     assert_mixed,
+    assert_rows_agree,
     blob_mask,
     make_frames,
     object_results,
@@ -78,6 +78,8 @@ def test_ids_are_unique_and_never_reused():
 
 
 def test_identical_objects_give_identical_results():
+    """Two objects with the same prompts, batched in one call, get the same results (to rounding: rows of a
+    batch are not bit-identical on every CPU, see ``assert_rows_agree``)."""
     model = tiny_model()
     frames = make_frames(12)
     tracker = StreamingTracker(model)
@@ -85,7 +87,7 @@ def test_identical_objects_give_identical_results():
     a, b = tracker.add_object(g).obj_id, tracker.add_object(g).obj_id
     for k, f in enumerate(frames[4:]):
         r = tracker.step(f, k).objects
-        assert np.array_equal(r[a].mask, r[b].mask) and r[a].score == r[b].score
+        assert_rows_agree(r[a], r[b], f"frame {k}")
 
 
 def test_prepare_outside_the_tracker_then_join_equals_add_object():
@@ -110,8 +112,7 @@ def test_prepare_outside_the_tracker_then_join_equals_add_object():
     assert tracker.object_ids == [a.obj_id, 5]
     assert [f.stamp for f in joined.frames] == [f.stamp for f in ref.frames]
     for mine, theirs in zip(joined.frames, ref.frames, strict=True):
-        np.testing.assert_array_equal(mine.objects[5].mask, theirs.objects[5].mask)
-        assert mine.objects[5].score == pytest.approx(theirs.objects[5].score, abs=1e-6)
+        assert_rows_agree(mine.objects[5], theirs.objects[5], f"frame {mine.stamp}")
     with pytest.raises(ValueError, match="already tracked"):
         tracker.join(prepared)
 
