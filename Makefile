@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 .PHONY: setup test lint demo bench clean
 
 setup:
-	@bash tools/setup.sh
+	@bash dev/setup.sh
 
 test: setup
 	@mkdir -p test-results
@@ -16,7 +16,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 demo: setup
-	$(PY) -m sa2va_i_ros.tools.demo
+	$(PY) -m sa2va_i_ros.cli.demo
 
 bench: setup
 	$(PY) -m bench.run

@@ -3,7 +3,7 @@
 colcon does not use this file: package.xml declares ament_cmake, and
 CMakeLists.txt installs the same sources beside the generated interfaces.
 sam2 is deliberately not in install_requires (its metadata pulls torchvision
-and a CUDA torch); install it with ``--no-deps`` as tools/setup.sh does.
+and a CUDA torch); install it with ``--no-deps`` as dev/setup.sh does.
 """
 
 from setuptools import find_packages, setup
@@ -36,12 +36,12 @@ setup(
     entry_points={
         "console_scripts": [
             "segment_node = sa2va_i_ros.ros.segment_node:main",
-            "sa2va-i-tiny-checkpoint = sa2va_i_ros.tools.tiny_checkpoint:main",
-            "sa2va-i-video = sa2va_i_ros.tools.video:main",
-            "sa2va-i-eval = sa2va_i_ros.tools.evaluate:main",
-            "sa2va-i-play = sa2va_i_ros.tools.play:main",
-            "sa2va-i-make-bag = sa2va_i_ros.tools.make_bag:main",
-            "sa2va-i-convert-sam2 = sa2va_i_ros.tools.convert_sam2:main",
+            "sa2va-i-tiny-checkpoint = sa2va_i_ros.cli.tiny_checkpoint:main",
+            "sa2va-i-video = sa2va_i_ros.cli.video:main",
+            "sa2va-i-eval = sa2va_i_ros.cli.evaluate:main",
+            "sa2va-i-play = sa2va_i_ros.cli.play:main",
+            "sa2va-i-make-bag = sa2va_i_ros.cli.make_bag:main",
+            "sa2va-i-convert-sam2 = sa2va_i_ros.cli.convert_sam2:main",
         ]
     },
 )

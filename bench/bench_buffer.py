@@ -21,8 +21,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from sa2va_i_ros.core import geometry, image_codec
-from sa2va_i_ros.core.frame_buffer import FrameBuffer, copy_rgb
+from sa2va_i_ros.imaging import geometry, image_codec
+from sa2va_i_ros.runtime.frame_buffer import FrameBuffer, copy_rgb
 
 FRAMES = 300
 SIZES = {"640x480": (480, 640), "1280x720": (720, 1280)}
@@ -107,7 +107,7 @@ def _buffer(out: dict) -> None:
 
 def _camera_frames(h: int, w: int, count: int = 4) -> list[np.ndarray]:
     """Frames of the synthetic tabletop at this size: JPEG cost depends on content, noise would overstate it."""
-    from sa2va_i_ros.synthetic.scene import SceneSpec, render
+    from sa2va_i_ros.testing.synthetic.scene import SceneSpec, render
 
     spec = SceneSpec(width=w, height=h, frames=count * 10)
     return [render(spec, 10 * k).rgb for k in range(count)]
@@ -115,7 +115,7 @@ def _camera_frames(h: int, w: int, count: int = 4) -> list[np.ndarray]:
 
 def _compressed(out: dict) -> None:
     """CompressedImage input: JPEG decode + push per frame, beside the raw path's ``buffer.push_us_*``."""
-    from sa2va_i_ros.core import compressed_codec as cc
+    from sa2va_i_ros.imaging import compressed_codec as cc
 
     for size, (h, w) in SIZES.items():
         frames = _camera_frames(h, w)
@@ -138,7 +138,7 @@ def _jpeg_decoders(out: dict) -> None:
 
     from PIL import Image
 
-    from sa2va_i_ros.core import compressed_codec as cc
+    from sa2va_i_ros.imaging import compressed_codec as cc
 
     h, w = SIZES["640x480"]
     datas = [cc.encode_jpeg(f, 95)[1] for f in _camera_frames(h, w)]

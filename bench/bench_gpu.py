@@ -26,8 +26,8 @@ REAL = dict(vision_dims=dict(hidden_size=1024, num_hidden_layers=24, num_attenti
 
 
 def ensure_model(real: bool) -> Path:
-    from sa2va_i_ros.core.checkpoint.tiny import write_tiny_checkpoint
-    from sa2va_i_ros.core.sam2_model import Sam2Spec
+    from sa2va_i_ros.model.sam2_model import Sam2Spec
+    from sa2va_i_ros.testing.tiny_sa2va import write_tiny_checkpoint
 
     path = ROOT / "bench" / ".cache" / ("gpu_sa2va_i_1b_size" if real else "tiny_checkpoint")
     if not (path / "config.json").is_file():
@@ -38,8 +38,8 @@ def ensure_model(real: bool) -> Path:
 def measure(model: Path, device: str, dtype: str, frames: int = 100) -> dict:
     import torch
 
-    from sa2va_i_ros.core.grounding import GroundingEngine
-    from sa2va_i_ros.core.tracker import StreamingTracker, TrackerConfig
+    from sa2va_i_ros.grounding.engine import GroundingEngine
+    from sa2va_i_ros.tracking import StreamingTracker, TrackerConfig
 
     engine = GroundingEngine.load(str(model), device=device, dtype=dtype)
     rng = np.random.default_rng(0)

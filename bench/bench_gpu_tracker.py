@@ -17,7 +17,7 @@ SIZES = {"t": "sam2.1_hiera_t", "s": "sam2.1_hiera_s", "b+": "sam2.1_hiera_b+", 
 
 
 def fps(model, dtype: str, compile: bool, frames: int) -> float:
-    from sa2va_i_ros.core.tracker import Grounding, StreamingTracker, TrackerConfig
+    from sa2va_i_ros.tracking import Grounding, StreamingTracker, TrackerConfig
 
     tracker = StreamingTracker(model, TrackerConfig(dtype=dtype, compile=compile, channels_last=compile))
     tracker.warm_up((480, 640))
@@ -40,8 +40,8 @@ def fps(model, dtype: str, compile: bool, frames: int) -> float:
 def run(out: dict | None = None, device: str = "cuda", dtypes=("float16", "bfloat16"), compiled=(False, True),
         frames: int = 50, tiny: bool = False, sizes=tuple(SIZES)) -> dict:
     """``gpu.tracker.<size>.<dtype>[.compiled].fps``; ``tiny`` swaps in the tiny models (a code-path check)."""
-    from sa2va_i_ros.core.tracker.models import build_tracker_model
-    from sa2va_i_ros.core.tracker.tiny_models import build_tiny_tracker
+    from sa2va_i_ros.testing.tiny_trackers import build_tiny_tracker
+    from sa2va_i_ros.tracking.models import build_tracker_model
 
     out = {} if out is None else out
     for size in sizes:

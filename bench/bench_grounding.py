@@ -33,8 +33,8 @@ QUERY = "the cup left of the bowl"
 def ensure_model() -> Path:
     if (CACHE / "config.json").is_file():
         return CACHE
-    from sa2va_i_ros.core.checkpoint.tiny import write_tiny_checkpoint
-    from sa2va_i_ros.core.sam2_model import Sam2Spec
+    from sa2va_i_ros.model.sam2_model import Sam2Spec
+    from sa2va_i_ros.testing.tiny_sa2va import write_tiny_checkpoint
 
     spec = Sam2Spec(image_size=1024, embed_dim=96, num_heads=1, stages=(1, 2, 7, 2), global_att_blocks=(5, 7, 9),
                     window_spec=(8, 4, 14, 7))
@@ -49,7 +49,7 @@ def ensure_model() -> Path:
 
 def measure(which: str, model: Path) -> dict:
     """Runs in a child process: one warm-up call, then the measured call."""
-    from sa2va_i_ros.core.grounding import GroundingEngine
+    from sa2va_i_ros.grounding.engine import GroundingEngine
 
     engine = GroundingEngine.load(str(model))
     rng = np.random.default_rng(0)

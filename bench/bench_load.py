@@ -38,8 +38,8 @@ LAYERS_8B = 4  # of 32: the rest of the network at its real size
 
 def config_1b() -> dict:
     """config.json of a Sa2VA-i-1B-sized model (InternVL2.5-1B: InternViT-300M + Qwen2.5-0.5B)."""
-    from sa2va_i_ros.core.checkpoint.tiny import build_tokenizer, official_config
-    from sa2va_i_ros.core.sam2_model import Sam2Spec
+    from sa2va_i_ros.model.sam2_model import Sam2Spec
+    from sa2va_i_ros.testing.tiny_sa2va import build_tokenizer, official_config
 
     cfg = official_config(build_tokenizer(), Sam2Spec(), vision_dims=dict(
         hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
@@ -51,7 +51,7 @@ def config_1b() -> dict:
 
 def config_8b(layers: int = LAYERS_8B) -> dict:
     """config.json of a Sa2VA-8B-sized model (InternViT-300M + internlm2_5-7b-chat), ``layers`` LM layers."""
-    from sa2va_i_ros.core.checkpoint.tiny_internlm2 import official_config_internlm2
+    from sa2va_i_ros.testing.tiny_internlm2 import official_config_internlm2
 
     cfg = official_config_internlm2(vision_dims=dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
                                                      intermediate_size=4096),
@@ -66,15 +66,15 @@ def ensure_model(family: str) -> Path:
     directory = CACHE / f"load_{family}_v1"
     if (directory / "model.safetensors.index.json").is_file():
         return directory
-    from sa2va_i_ros.core.checkpoint.official_layout import write_random_checkpoint
+    from sa2va_i_ros.testing.official_layout import write_random_checkpoint
 
     if family == "1b":
-        from sa2va_i_ros.core.checkpoint.tiny import build_tokenizer, write_tokenizer_files
+        from sa2va_i_ros.testing.tiny_sa2va import build_tokenizer, write_tokenizer_files
 
         write_tokenizer_files(build_tokenizer(), _mkdir(directory))
         write_random_checkpoint(directory, config_1b())
     else:
-        from sa2va_i_ros.core.checkpoint.tiny_internlm2 import write_internlm2_tokenizer
+        from sa2va_i_ros.testing.tiny_internlm2 import write_internlm2_tokenizer
 
         write_internlm2_tokenizer(_mkdir(directory))
         write_random_checkpoint(directory, config_8b())
@@ -91,9 +91,9 @@ def measure(which: str, directory: Path) -> dict:
     import torch
 
     from bench import reference_loading
-    from sa2va_i_ros.core.checkpoint.build import load_model
-    from sa2va_i_ros.core.checkpoint.config import read_config
-    from sa2va_i_ros.core.checkpoint.load import tensor_files
+    from sa2va_i_ros.model.checkpoint.build import load_model
+    from sa2va_i_ros.model.checkpoint.config import read_config
+    from sa2va_i_ros.model.checkpoint.load import tensor_files
 
     cfg = read_config(directory)
     disk = sum(f.stat().st_size for f in tensor_files(directory, "bench"))

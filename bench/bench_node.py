@@ -9,7 +9,7 @@
 * ``node.dds_transfer_ms_p50/p95``: a 640x480 rgb8 image from this process to
   a subscriber process (publish to receive), with the project's Fast DDS profile.
 
-Every process runs under the network rule (tools/ros_env.py).
+Every process runs under the network rule (testing/ros_env.py).
 
     python -m bench.bench_node
 """
@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sa2va_i_ros.tools.node_client import call, configure_and_activate, spin_until
-from sa2va_i_ros.tools.ros_env import apply_local_ros_env, local_ros_env
+from sa2va_i_ros.testing.node_client import call, configure_and_activate, spin_until
+from sa2va_i_ros.testing.ros_env import apply_local_ros_env, local_ros_env
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "bench" / ".cache" / "tiny_checkpoint"
@@ -61,9 +61,9 @@ def node_overhead(frames: int = 200, rate_hz: float = 10.0, with_overlay: bool =
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
-    from sa2va_i_ros.core.checkpoint.tiny import write_tiny_checkpoint
     from sa2va_i_ros.msg import TrackedObjectArray
     from sa2va_i_ros.srv import Segment
+    from sa2va_i_ros.testing.tiny_sa2va import write_tiny_checkpoint
 
     if not (CACHE / "config.json").is_file():
         write_tiny_checkpoint(CACHE)

@@ -1,6 +1,6 @@
 """The perception worker's real-time figures: joining the live stream, and the gap of a tracked object.
 
-* ``runtime.<profile>.*`` come from the simulation (``sa2va_i_ros/simulation``):
+* ``runtime.<profile>.*`` come from the simulation (``sa2va_i_ros/testing/simulation``):
   the real worker and session, stand-ins that spend the "desktop_gpu" or
   "jetson" profile's time per model call, a 30 Hz camera; one object tracked
   since 5 s, a new query at 10 s. ``join_live_s``: from the reply to the first
@@ -30,8 +30,8 @@ CAMERA_HZ = 30.0
 
 
 def simulated(out: dict) -> None:
-    from sa2va_i_ros.core.session import Settings
-    from sa2va_i_ros.simulation import DESKTOP_GPU, JETSON, Simulation
+    from sa2va_i_ros.runtime.session import Settings
+    from sa2va_i_ros.testing.simulation import DESKTOP_GPU, JETSON, Simulation
 
     for profile in (DESKTOP_GPU, JETSON):
         sim = Simulation(profile, CAMERA_HZ, Settings(prefill_chunk_tokens=128, vision_frames_per_step=1))
@@ -60,11 +60,11 @@ def measured_tiny(out: dict, camera_hz: float = 15.0) -> None:
     import numpy as np
     import torch
 
-    from sa2va_i_ros.core.checkpoint.tiny import write_tiny_checkpoint
-    from sa2va_i_ros.core.frame_buffer import FrameBuffer
-    from sa2va_i_ros.core.grounding import GroundingEngine
-    from sa2va_i_ros.core.session import SegmentRequest, Session, Settings
-    from sa2va_i_ros.core.worker import PerceptionWorker
+    from sa2va_i_ros.grounding.engine import GroundingEngine
+    from sa2va_i_ros.runtime.frame_buffer import FrameBuffer
+    from sa2va_i_ros.runtime.session import SegmentRequest, Session, Settings
+    from sa2va_i_ros.runtime.worker import PerceptionWorker
+    from sa2va_i_ros.testing.tiny_sa2va import write_tiny_checkpoint
 
     torch.set_num_threads(1)
     outputs: list[tuple[float, tuple[int, ...]]] = []

@@ -31,10 +31,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from sa2va_i_ros.core.checkpoint.tiny import TINY_SAM2
-from sa2va_i_ros.core.preprocess import sam2_pixels
-from sa2va_i_ros.core.sam2_model import build_sam2
-from sa2va_i_ros.core.tracker import Grounding, StreamingTracker
+from sa2va_i_ros.model.preprocess import sam2_pixels
+from sa2va_i_ros.model.sam2_model import build_sam2
+from sa2va_i_ros.testing.tiny_sa2va import TINY_SAM2
+from sa2va_i_ros.tracking import Grounding, StreamingTracker
 
 TINY_SPEC = TINY_SAM2  # the SAM2 of the tiny checkpoints (tests, demo)
 FRAME_H, FRAME_W = 48, 64

@@ -40,8 +40,8 @@ import time
 import numpy as np
 import torch
 
-from sa2va_i_ros.core.tracker import Grounding, StreamingTracker
-from sa2va_i_ros.core.tracker.models import build_tracker_model
+from sa2va_i_ros.tracking import Grounding, StreamingTracker
+from sa2va_i_ros.tracking.models import build_tracker_model
 
 SIZES = {"t": "sam2.1_hiera_t", "s": "sam2.1_hiera_s", "b+": "sam2.1_hiera_b+", "l": "sam2.1_hiera_l"}
 PROMPTS = 5  # Sa2VA-i's default num_frames, every sampled frame prompting

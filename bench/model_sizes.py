@@ -37,9 +37,9 @@ MODELS = [
 
 
 def config_for(vision: dict, family: str, size: str) -> dict:
-    from sa2va_i_ros.core.checkpoint.tiny import build_tokenizer, official_config
-    from sa2va_i_ros.core.checkpoint.tiny_internlm2 import official_config_internlm2
-    from sa2va_i_ros.core.sam2_model import Sam2Spec
+    from sa2va_i_ros.model.sam2_model import Sam2Spec
+    from sa2va_i_ros.testing.tiny_internlm2 import official_config_internlm2
+    from sa2va_i_ros.testing.tiny_sa2va import build_tokenizer, official_config
 
     if family == "qwen2":
         h, n, heads, kv, inter, vocab = QWEN25[size]
@@ -58,8 +58,8 @@ def config_for(vision: dict, family: str, size: str) -> dict:
 
 def count(cfg: dict) -> tuple[int, int]:
     """(all parameters, language-model parameters) of the empty-built network."""
-    from sa2va_i_ros.core.checkpoint.config import read_config
-    from sa2va_i_ros.core.sa2va_model import Sa2VAModel
+    from sa2va_i_ros.model.checkpoint.config import read_config
+    from sa2va_i_ros.model.sa2va_model import Sa2VAModel
 
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "config.json").write_text(json.dumps(cfg))

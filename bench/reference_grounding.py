@@ -15,13 +15,13 @@ from __future__ import annotations
 import torch
 from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
 
-from sa2va_i_ros.core import preprocess, prompt
-from sa2va_i_ros.core.device import autocast
-from sa2va_i_ros.core.grounding import GroundingOptions
-from sa2va_i_ros.core.sam2_model import encode_image, with_decoder_convs
-from sa2va_i_ros.core.sampling import sample_indices, unique_in_order
-from sa2va_i_ros.core.seg_decode import decode_language_prompt, logits_to_masks
-from sa2va_i_ros.core.vision_features import image_embeddings
+from sa2va_i_ros.grounding.engine import GroundingOptions
+from sa2va_i_ros.model import preprocess, prompt
+from sa2va_i_ros.model.device import autocast
+from sa2va_i_ros.model.sam2_model import encode_image, with_decoder_convs
+from sa2va_i_ros.model.sampling import sample_indices, unique_in_order
+from sa2va_i_ros.model.seg_decode import decode_language_prompt, logits_to_masks
+from sa2va_i_ros.model.vision_features import image_embeddings
 
 
 class _StopWord(StoppingCriteria):

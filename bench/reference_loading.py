@@ -17,9 +17,9 @@ import torch
 def load_todays_way(cfg, directory: Path, dtype: torch.dtype):
     from safetensors import safe_open
 
-    from sa2va_i_ros.core.checkpoint import keys
-    from sa2va_i_ros.core.checkpoint.load import layout_of, read_tensor_names, tensor_files
-    from sa2va_i_ros.core.sa2va_model import Sa2VAModel
+    from sa2va_i_ros.model.checkpoint import keys
+    from sa2va_i_ros.model.checkpoint.load import layout_of, read_tensor_names, tensor_files
+    from sa2va_i_ros.model.sa2va_model import Sa2VAModel
 
     net = Sa2VAModel(cfg)
     disk = read_tensor_names(tensor_files(directory, "bench"), "bench")

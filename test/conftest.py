@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from sa2va_i_ros.tools.ros_env import apply_local_ros_env
+from sa2va_i_ros.testing.ros_env import apply_local_ros_env
 
 ROS_ENV = apply_local_ros_env()
 
@@ -35,7 +35,7 @@ def rclpy_context():
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
     """A tiny Sa2VA-i checkpoint in the official layout (written once per session)."""
-    from sa2va_i_ros.core.checkpoint.tiny import write_tiny_checkpoint
+    from sa2va_i_ros.testing.tiny_sa2va import write_tiny_checkpoint
 
     return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny_sa2va_i"))
 
@@ -43,7 +43,7 @@ def tiny_checkpoint(tmp_path_factory):
 @pytest.fixture(scope="session")
 def engine(tiny_checkpoint):
     """The grounding engine on the tiny checkpoint, loaded through the product path."""
-    from sa2va_i_ros.core.grounding import GroundingEngine
+    from sa2va_i_ros.grounding.engine import GroundingEngine
 
     return GroundingEngine.load(str(tiny_checkpoint))
 
@@ -56,7 +56,7 @@ def answer_rig(tmp_path_factory):
     seg_last ([SEG] right before the stop word), no_seg, endless (runs to
     max_new_tokens), endless_seg (max_new_tokens lands on a [SEG]).
     """
-    from sa2va_i_ros.core.checkpoint.answer_rig import write_answer_rig
+    from sa2va_i_ros.testing.answer_rig import write_answer_rig
 
     return write_answer_rig(tmp_path_factory.mktemp("answer_rig"))
 
@@ -64,7 +64,7 @@ def answer_rig(tmp_path_factory):
 @pytest.fixture(scope="session")
 def rig_engine(answer_rig):
     """The grounding engine on the answer rig, loaded through the product path."""
-    from sa2va_i_ros.core.grounding import GroundingEngine
+    from sa2va_i_ros.grounding.engine import GroundingEngine
 
     return GroundingEngine.load(str(answer_rig))
 

@@ -43,8 +43,8 @@ def checkpoint_digest(directory: Path) -> str:
 
 def write_checkpoint(out: Path) -> Path:
     """The checkpoint the official code ran on (seeded answer rig, real SAM 2.0 Hiera-L)."""
-    from sa2va_i_ros.core.checkpoint.answer_rig import write_answer_rig
-    from sa2va_i_ros.core.sam2_model import Sam2Spec
+    from sa2va_i_ros.model.sam2_model import Sam2Spec
+    from sa2va_i_ros.testing.answer_rig import write_answer_rig
 
     return write_answer_rig(out, seed=SEED, spec=Sam2Spec())
 

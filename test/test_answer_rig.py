@@ -1,6 +1,6 @@
 """Answers beyond "Sure, [SEG].": what the engine does with two [SEG], [SEG] last, no [SEG], no end.
 
-The answer rig (core/checkpoint/answer_rig.py) answers through ordinary greedy
+The answer rig (testing/answer_rig.py) answers through ordinary greedy
 decoding, chosen by a word of the query. Its answers are first checked with
 transformers' own ``generate`` (not the engine's decoding loop); the engine's
 [SEG] vectors are checked against one full forward pass over prompt + answer.
@@ -13,12 +13,12 @@ import pytest
 import torch
 from transformers import GenerationConfig
 
-from sa2va_i_ros.core import preprocess
-from sa2va_i_ros.core import prompt as P
-from sa2va_i_ros.core.checkpoint.answer_rig import ANSWERS, QUERIES
-from sa2va_i_ros.core.grounding import GroundingOptions
-from sa2va_i_ros.core.vision_features import image_embeddings
-from sa2va_i_ros.tools import tiny_checkpoint
+from sa2va_i_ros.cli import tiny_checkpoint
+from sa2va_i_ros.grounding.engine import GroundingOptions
+from sa2va_i_ros.model import preprocess
+from sa2va_i_ros.model import prompt as P
+from sa2va_i_ros.model.vision_features import image_embeddings
+from sa2va_i_ros.testing.answer_rig import ANSWERS, QUERIES
 
 SEG = P.SEG_TOKEN
 
@@ -140,7 +140,7 @@ def test_video_cli_in_each_answer_case(answer_rig, frames, tmp_path):
     """sa2va-i-video: masks where the answer has a [SEG], empty masks and the reason where not; never an error."""
     from PIL import Image
 
-    from sa2va_i_ros.tools import video
+    from sa2va_i_ros.cli import video
 
     folder = tmp_path / "frames"
     folder.mkdir()

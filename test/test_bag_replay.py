@@ -11,10 +11,10 @@ import statistics
 
 import pytest
 
-from sa2va_i_ros.core.checkpoint.tiny import DEFAULT_ANSWER  # what the tiny checkpoint was built to say
-from sa2va_i_ros.synthetic.gt import read_gt
-from sa2va_i_ros.tools import make_bag
-from sa2va_i_ros.tools.replay_run import ReplayOptions, bag_depths, check_markers, check_replay, run_replay
+from sa2va_i_ros.cli import make_bag
+from sa2va_i_ros.testing.replay import ReplayOptions, bag_depths, check_markers, check_replay, run_replay
+from sa2va_i_ros.testing.synthetic.gt import read_gt
+from sa2va_i_ros.testing.tiny_sa2va import DEFAULT_ANSWER  # what the tiny checkpoint was built to say
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 

@@ -7,7 +7,7 @@ from test_tracker_helpers import one_torch_thread  # noqa: F401  (autouse fixtur
 from tracker_model_helpers import product_model
 
 from bench import bench_tracker
-from sa2va_i_ros.core.tracker import Grounding, StreamingTracker
+from sa2va_i_ros.tracking import Grounding, StreamingTracker
 
 
 def _attended(tracker: StreamingTracker, obj_id: int) -> tuple[int, int]:

@@ -8,12 +8,12 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from sa2va_i_ros.core.checkpoint.config import read_config
-from sa2va_i_ros.core.checkpoint.load import load_weights, resolve
-from sa2va_i_ros.core.checkpoint.tiny import write_tiny_checkpoint
-from sa2va_i_ros.core.errors import CheckpointError, StrictLoadError, UnsupportedModelError
-from sa2va_i_ros.core.grounding import GroundingEngine
-from sa2va_i_ros.core.sa2va_model import Sa2VAModel
+from sa2va_i_ros.errors import CheckpointError, StrictLoadError, UnsupportedModelError
+from sa2va_i_ros.grounding.engine import GroundingEngine
+from sa2va_i_ros.model.checkpoint.config import read_config
+from sa2va_i_ros.model.checkpoint.load import load_weights, resolve
+from sa2va_i_ros.model.sa2va_model import Sa2VAModel
+from sa2va_i_ros.testing.tiny_sa2va import write_tiny_checkpoint
 
 SHARD_LM = "model-00001-of-00002.safetensors"
 SHARD_SAM = "model-00002-of-00002.safetensors"
@@ -217,7 +217,7 @@ def test_tied_lm_head_may_be_absent(ckpt_copy):
 
 def test_original_sam2_from_a_converted_torch_checkpoint(tmp_path):
     """sa2va-i-convert-sam2: a sam2 .pt (weights only) -> safetensors the loader takes as the original decoder."""
-    from sa2va_i_ros.tools import convert_sam2
+    from sa2va_i_ros.cli import convert_sam2
 
     plain = write_tiny_checkpoint(tmp_path / "plain", sa2va_i=False)
     original = load_file(str(plain / "sam2_original.safetensors"))
@@ -247,7 +247,7 @@ def test_every_tensor_the_official_code_writes_fills_one_parameter(tmp_path):
     """
     from official_oracle import FIXTURES
 
-    from sa2va_i_ros.core.checkpoint import keys
+    from sa2va_i_ros.model.checkpoint import keys
 
     official = json.loads((FIXTURES / "official_keys.json").read_text())["tensors"]
     shutil.copy(FIXTURES / "official_config.json", tmp_path / "config.json")

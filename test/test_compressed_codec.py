@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sa2va_i_ros.core.compressed_codec import (
+from sa2va_i_ros.imaging.compressed_codec import (
     decode_compressed_depth,
     decode_compressed_rgb,
     encode_depth_16uc1,
@@ -25,7 +25,7 @@ from sa2va_i_ros.core.compressed_codec import (
     encode_png,
     parse_format,
 )
-from sa2va_i_ros.core.image_codec import ImageDecodeError, InvalidImage, UnsupportedEncoding
+from sa2va_i_ros.imaging.image_codec import ImageDecodeError, InvalidImage, UnsupportedEncoding
 
 RNG = np.random.default_rng(11)
 

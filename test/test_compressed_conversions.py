@@ -9,8 +9,8 @@ import pytest
 from PIL import Image as PILImage
 from sensor_msgs.msg import CompressedImage, Image
 
-from sa2va_i_ros.core.compressed_codec import encode_depth_16uc1
-from sa2va_i_ros.core.image_codec import ImageDecodeError
+from sa2va_i_ros.imaging.compressed_codec import encode_depth_16uc1
+from sa2va_i_ros.imaging.image_codec import ImageDecodeError
 from sa2va_i_ros.ros import conversions as conv
 
 RGB = np.random.default_rng(2).integers(0, 256, (12, 16, 3), dtype=np.uint8)

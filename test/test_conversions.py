@@ -10,8 +10,8 @@ from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CameraInfo, Image, PointField
 from std_msgs.msg import Header
 
-from sa2va_i_ros.core.geometry import GeometryError
-from sa2va_i_ros.core.image_codec import InvalidImage
+from sa2va_i_ros.imaging.geometry import GeometryError
+from sa2va_i_ros.imaging.image_codec import InvalidImage
 from sa2va_i_ros.msg import TrackedObject
 from sa2va_i_ros.ros import conversions as conv
 

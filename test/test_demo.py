@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sa2va_i_ros.core.checkpoint.tiny import DEFAULT_ANSWER  # what the tiny checkpoint was built to say
-from sa2va_i_ros.tools import demo
+from sa2va_i_ros.cli import demo
+from sa2va_i_ros.testing.tiny_sa2va import DEFAULT_ANSWER  # what the tiny checkpoint was built to say
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -30,7 +30,7 @@ def test_demo_writes_a_consistent_summary(tmp_path, capsys):
     assert len(list(tmp_path.glob("overlay_*.png"))) >= 1  # every output can carry an overlay, catch-up too
     # the pictures: every replayed frame in the video, and the timeline
     assert summary["frames_tracked_live"] + summary["frames_tracked_catch_up"] == summary["objects_published"]
-    from sa2va_i_ros.tools.media import read_frames
+    from sa2va_i_ros.offline.media import read_frames
 
     frames, _, fps = read_frames(tmp_path / summary["video"])
     assert len(frames) == summary["frames_replayed"] and frames[0].shape == (240, 320, 3) and fps == 15

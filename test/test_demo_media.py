@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from sa2va_i_ros.core.geometry import id_color
-from sa2va_i_ros.tools.demo_media import FrameView, TrackView, annotate, plot_timeline
-from sa2va_i_ros.tools.media import read_frames, write_video
+from sa2va_i_ros.cli.demo_media import FrameView, TrackView, annotate, plot_timeline
+from sa2va_i_ros.imaging.geometry import id_color
+from sa2va_i_ros.offline.media import read_frames, write_video
 
 H, W = 120, 160
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sa2va_i_ros.evaluation.datasets import DatasetError, load_dataset
-from sa2va_i_ros.evaluation.rle import RLEError, counts_from_string, decode_rle
+from sa2va_i_ros.offline.evaluation.datasets import DatasetError, load_dataset
+from sa2va_i_ros.offline.evaluation.rle import RLEError, counts_from_string, decode_rle
 
 SIZE = (24, 32)
 

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from test_eval_datasets import SYNTHETIC_EXPRESSIONS, write_synthetic
 
-from sa2va_i_ros.evaluation.distributed import Dist, DistError, Markers
-from sa2va_i_ros.evaluation.monitor import Monitor
-from sa2va_i_ros.evaluation.settings import EvalSettings
-from sa2va_i_ros.evaluation.store import Merged, RunFolder
-from sa2va_i_ros.evaluation.worker import Cell
-from sa2va_i_ros.tools import evaluate
+from sa2va_i_ros.cli import evaluate
+from sa2va_i_ros.offline.evaluation.distributed import Dist, DistError, Markers
+from sa2va_i_ros.offline.evaluation.monitor import Monitor
+from sa2va_i_ros.offline.evaluation.settings import EvalSettings
+from sa2va_i_ros.offline.evaluation.store import Merged, RunFolder
+from sa2va_i_ros.offline.evaluation.worker import Cell
 
 
 def test_launcher_environment():
@@ -40,7 +40,7 @@ def test_launcher_environment():
 HUNG_RANK = """
 import sys, time
 from pathlib import Path
-from sa2va_i_ros.evaluation.distributed import Dist, DistError
+from sa2va_i_ros.offline.evaluation.distributed import Dist, DistError
 dist = Dist.from_env()
 dist.init("gloo", float(sys.argv[1]), "cpu")
 release = Path(sys.argv[2])
@@ -157,7 +157,7 @@ def test_an_unexpected_error_names_the_expression_and_keeps_what_is_done(tmp_pat
 
 
 def test_fault_hook_is_off_unless_set():
-    from sa2va_i_ros.evaluation.worker import parse_fault
+    from sa2va_i_ros.offline.evaluation.worker import parse_fault
 
     assert parse_fault(None) is None and parse_fault("rank=1,after=2") == (1, 2, False)
     assert parse_fault("rank=0,after=0,raise=1") == (0, 0, True)

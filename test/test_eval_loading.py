@@ -17,7 +17,7 @@ import pytest
 from test_eval_datasets import write_synthetic
 from test_eval_tool import OracleSegmenter, run, use
 
-from sa2va_i_ros.tools import evaluate
+from sa2va_i_ros.cli import evaluate
 
 HUB_ID = "tester/sa2va-i-tiny"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -93,7 +93,7 @@ def test_the_revision_is_a_run_option_resume_checks(tmp_path, monkeypatch, capsy
 
 def test_the_video_tool_hands_both_to_the_loader(hub_cache, tmp_path, capsys):
     """sa2va-i-video has had both options: the same checks through its own command line."""
-    from sa2va_i_ros.tools import video
+    from sa2va_i_ros.cli import video
 
     root = tmp_path / "data"
     write_synthetic(root, num_frames=3)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from sa2va_i_ros.evaluation.metrics import (
+from sa2va_i_ros.offline.evaluation.metrics import (
     dataset_scores,
     db_eval_boundary,
     db_eval_iou,

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from sa2va_i_ros.evaluation.settings import EvalSettings, SettingsError, expand_grid, knobs, parse_grid
-from sa2va_i_ros.evaluation.sharding import shard
-from sa2va_i_ros.evaluation.store import PartTail, RunFolder, read_jsonl
+from sa2va_i_ros.offline.evaluation.settings import EvalSettings, SettingsError, expand_grid, knobs, parse_grid
+from sa2va_i_ros.offline.evaluation.sharding import shard
+from sa2va_i_ros.offline.evaluation.store import PartTail, RunFolder, read_jsonl
 
 
 # -- sharding --------------------------------------------------------------------------------------

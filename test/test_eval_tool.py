@@ -14,10 +14,10 @@ import pytest
 from PIL import Image
 from test_eval_datasets import SYNTHETIC_EXPRESSIONS, write_ref_ytvos, write_synthetic
 
-from sa2va_i_ros.core.errors import QueryError
-from sa2va_i_ros.evaluation.metrics import dataset_scores, expression_scores
-from sa2va_i_ros.synthetic.benchmark import write_benchmark
-from sa2va_i_ros.tools import evaluate
+from sa2va_i_ros.cli import evaluate
+from sa2va_i_ros.errors import QueryError
+from sa2va_i_ros.offline.evaluation.metrics import dataset_scores, expression_scores
+from sa2va_i_ros.testing.synthetic.benchmark import write_benchmark
 
 
 class OracleSegmenter:
@@ -234,9 +234,9 @@ def test_split_without_ground_truth_writes_the_submission(tmp_path, monkeypatch)
 
 def test_missing_pipeline_and_missing_data_are_clear_errors(synthetic, tmp_path, monkeypatch, capsys):
     root, _ = synthetic
-    monkeypatch.setitem(sys.modules, "sa2va_i_ros.core.pipeline", None)  # import now raises ImportError
+    monkeypatch.setitem(sys.modules, "sa2va_i_ros.offline.pipeline", None)  # import now raises ImportError
     assert run(root, tmp_path / "out") == 2
-    assert "(sa2va_i_ros.core.pipeline.VideoPipeline) cannot be imported" in capsys.readouterr().err
+    assert "(sa2va_i_ros.offline.pipeline.VideoPipeline) cannot be imported" in capsys.readouterr().err
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())  # written before the model loads
     assert summary["done"] == 0 and "J" not in summary and "submission" not in summary
     assert "| - | 0/3 | 0 | - | - | - |" in (tmp_path / "out" / "summary.md").read_text()
@@ -387,7 +387,7 @@ def test_grid_and_report_on_the_synthetic_benchmark_with_the_tiny_checkpoint(tmp
     root = tmp_path / "data"
     write_benchmark(root, (3, 5), size=(48, 32))
     out = tmp_path / "grid"
-    done = subprocess.run([sys.executable, "-m", "sa2va_i_ros.tools.evaluate", "--dataset", "synthetic",
+    done = subprocess.run([sys.executable, "-m", "sa2va_i_ros.cli.evaluate", "--dataset", "synthetic",
                            "--root", str(root), "--model", str(tiny_checkpoint), "--out", str(out),
                            "--grid", "num_frames=1,3", "--report-examples", "2"],
                           env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)

@@ -18,7 +18,7 @@ import sys
 
 import pytest
 
-from sa2va_i_ros.synthetic.benchmark import write_benchmark
+from sa2va_i_ros.testing.synthetic.benchmark import write_benchmark
 
 pytestmark = pytest.mark.slow
 
@@ -51,7 +51,7 @@ def eval_args(data, model, out, *extra) -> list[str]:
 
 def run_eval(nproc: int | None, args: list[str], **env) -> subprocess.CompletedProcess:
     """One process (``nproc`` None) or torchrun with ``nproc`` ranks."""
-    module = ["-m", "sa2va_i_ros.tools.evaluate"]
+    module = ["-m", "sa2va_i_ros.cli.evaluate"]
     if nproc is None:
         cmd = [sys.executable, *module, *args]
     else:

@@ -7,8 +7,8 @@ import threading
 import numpy as np
 import pytest
 
-from sa2va_i_ros.core.frame_buffer import FrameBuffer
-from sa2va_i_ros.core.image_codec import decode_rgb
+from sa2va_i_ros.imaging.image_codec import decode_rgb
+from sa2va_i_ros.runtime.frame_buffer import FrameBuffer
 
 MS = 1_000_000
 

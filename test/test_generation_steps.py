@@ -14,9 +14,9 @@ import pytest
 import torch
 from test_tracker_helpers import one_torch_thread  # noqa: F401  (autouse: one torch thread on a shared machine)
 
-from sa2va_i_ros.core.checkpoint.tiny import DEFAULT_ANSWER  # what the tiny checkpoint was built to say
-from sa2va_i_ros.core.generation import StopWords
-from sa2va_i_ros.core.grounding import GroundingOptions
+from sa2va_i_ros.grounding.engine import GroundingOptions
+from sa2va_i_ros.model.generation import StopWords
+from sa2va_i_ros.testing.tiny_sa2va import DEFAULT_ANSWER  # what the tiny checkpoint was built to say
 
 QUERY = "the cup left of the bowl"
 WORDS = ("<|im_end|>", "<|endoftext|>", "ab\u00e9", "\u4e2d\u6587!", "x")
@@ -121,7 +121,7 @@ def test_ground_steps_are_bounded_model_calls(engine, frames):
         except StopIteration as done:
             result = done.value
             break
-    from sa2va_i_ros.core import prompt as P
+    from sa2va_i_ros.model import prompt as P
 
     prompt_len = len(engine.tokenizer.encode(P.build_prompt(QUERY, 3, engine.cfg.template)))
     answer_len = len(engine.tokenizer.encode(result.raw_answer))

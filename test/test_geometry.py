@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from sa2va_i_ros.core.geometry import (
+from sa2va_i_ros.imaging.geometry import (
     GeometryError,
     Intrinsics,
     centroid,

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from sa2va_i_ros.core.checkpoint.tiny import write_tiny_checkpoint
-from sa2va_i_ros.core.errors import Cancelled, FramesError, QueryError
-from sa2va_i_ros.core.grounding import GroundingEngine, GroundingOptions
+from sa2va_i_ros.errors import Cancelled, FramesError, QueryError
+from sa2va_i_ros.grounding.engine import GroundingEngine, GroundingOptions
+from sa2va_i_ros.testing.tiny_sa2va import write_tiny_checkpoint
 
 QUERY = "the cup left of the bowl"
 

@@ -12,11 +12,11 @@ import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import load_file
 
-from sa2va_i_ros.core import preprocess
-from sa2va_i_ros.core.grounding import GroundingOptions
-from sa2va_i_ros.core.sam2_model import encode_image, with_decoder_convs
-from sa2va_i_ros.core.seg_decode import decode_language_prompt, logits_to_masks
-from sa2va_i_ros.core.vision_features import image_embeddings, pixel_shuffle
+from sa2va_i_ros.grounding.engine import GroundingOptions
+from sa2va_i_ros.model import preprocess
+from sa2va_i_ros.model.sam2_model import encode_image, with_decoder_convs
+from sa2va_i_ros.model.seg_decode import decode_language_prompt, logits_to_masks
+from sa2va_i_ros.model.vision_features import image_embeddings, pixel_shuffle
 
 QUERY = "the cup left of the bowl"
 
@@ -101,7 +101,7 @@ def test_vision_tokens_equal_an_independent_internvit(engine, tiny_checkpoint, f
 # -- language model -------------------------------------------------------------------------------
 def test_seg_state_is_at_the_seg_tokens_own_position(engine, frames):
     """One full forward over prompt + answer: the state AT [SEG] (not the one before) is used."""
-    from sa2va_i_ros.core import prompt as P
+    from sa2va_i_ros.model import prompt as P
 
     result = engine.ground(frames, QUERY, GroundingOptions(num_frames=3))
     unique = sorted(set(result.sampled_indices))

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from sa2va_i_ros.core.image_codec import (
+from sa2va_i_ros.imaging.image_codec import (
     COLOR_ENCODINGS,
     DEPTH_ENCODINGS,
     ImageDecodeError,
@@ -240,6 +240,6 @@ def test_core_modules_import_without_ros():
         "for name in ('rclpy', 'sensor_msgs', 'std_msgs', 'geometry_msgs', 'builtin_interfaces',\n"
         "             'rosidl_runtime_py', 'sa2va_i_ros.msg'):\n"
         "    sys.modules[name] = None\n"
-        "import sa2va_i_ros.core.image_codec, sa2va_i_ros.core.frame_buffer, sa2va_i_ros.core.geometry\n"
+        "import sa2va_i_ros.imaging.image_codec, sa2va_i_ros.runtime.frame_buffer, sa2va_i_ros.imaging.geometry\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

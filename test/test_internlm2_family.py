@@ -17,11 +17,11 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from sa2va_i_ros.core import prompt
-from sa2va_i_ros.core.checkpoint import internlm2
-from sa2va_i_ros.core.checkpoint.tiny_internlm2 import write_tiny_internlm2_checkpoint
-from sa2va_i_ros.core.grounding import GroundingEngine, GroundingOptions
-from sa2va_i_ros.core.pipeline import VideoPipeline
+from sa2va_i_ros.grounding.engine import GroundingEngine, GroundingOptions
+from sa2va_i_ros.model import prompt
+from sa2va_i_ros.model.checkpoint import internlm2
+from sa2va_i_ros.offline.pipeline import VideoPipeline
+from sa2va_i_ros.testing.tiny_internlm2 import write_tiny_internlm2_checkpoint
 
 QUERY = "the cup left of the bowl"
 
@@ -213,7 +213,7 @@ def test_equal_to_the_official_code(layout, ckpt, which, request, frames):
 
 
 def test_the_tiny_checkpoint_tool_writes_both_layouts(tmp_path):
-    from sa2va_i_ros.tools import tiny_checkpoint
+    from sa2va_i_ros.cli import tiny_checkpoint
 
     assert tiny_checkpoint.main([str(tmp_path / "c26"), "--family", "internlm2", "--vision", "6b"]) == 0
     cfg = json.loads((tmp_path / "c26" / "config.json").read_text())

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import sentencepiece
 
-from sa2va_i_ros.core import prompt
-from sa2va_i_ros.core.checkpoint.tiny import INTERNVL_TOKENS, SA2VA_TOKENS
-from sa2va_i_ros.core.checkpoint.tiny_internlm2 import CHAT_TOKENS, write_internlm2_tokenizer
-from sa2va_i_ros.core.checkpoint.tokenizer import internlm2_tokenizer, load_tokenizer, normalizer_spec
+from sa2va_i_ros.model import prompt
+from sa2va_i_ros.model.checkpoint.tokenizer import internlm2_tokenizer, load_tokenizer, normalizer_spec
+from sa2va_i_ros.testing.tiny_internlm2 import CHAT_TOKENS, write_internlm2_tokenizer
+from sa2va_i_ros.testing.tiny_sa2va import INTERNVL_TOKENS, SA2VA_TOKENS
 
 TEXTS = [
     prompt.build_prompt("the cup left of the bowl", 2, prompt.get_template("internlm2_chat")),

@@ -112,7 +112,7 @@ def test_rviz_config_shows_the_nodes_topics_in_the_camera_frame():
     assert cloud["Topic"]["Value"] == "/sa2va_i/object_points" and cloud["Channel Name"] == "track_id"
     for d in (displays["rviz_default_plugins/Image"], markers, cloud):
         assert d["Enabled"] and d["Topic"]["Reliability Policy"] == "Reliable"  # the node publishes reliably
-    from sa2va_i_ros.synthetic.scene import FRAME_ID
+    from sa2va_i_ros.testing.synthetic.scene import FRAME_ID
 
     assert manager["Global Options"]["Fixed Frame"] == FRAME_ID
     launch_text = (ROOT / "launch" / "segment.launch.py").read_text()

@@ -8,10 +8,10 @@ from builtin_interfaces.msg import Time
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker
 
-from sa2va_i_ros.core.geometry import Intrinsics, id_color
-from sa2va_i_ros.core.session import FrameOutput, ObjectOutput
+from sa2va_i_ros.imaging.geometry import Intrinsics, id_color
 from sa2va_i_ros.ros.markers import NAMESPACES, MarkedObject, MarkerBook, object_markers
 from sa2va_i_ros.ros.outputs import frame_messages
+from sa2va_i_ros.runtime.session import FrameOutput, ObjectOutput
 
 HEADER = Header(stamp=Time(sec=1_700_000_003, nanosec=250_000_000), frame_id="camera_color_optical_frame")
 

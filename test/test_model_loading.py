@@ -10,13 +10,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from sa2va_i_ros.core import device as device_mod
-from sa2va_i_ros.core.checkpoint import build, load, materialise, stream
-from sa2va_i_ros.core.checkpoint.config import read_config
-from sa2va_i_ros.core.checkpoint.placement import placement
-from sa2va_i_ros.core.errors import CheckpointError, ModelLoadError, NumericsError
-from sa2va_i_ros.core.grounding import GroundingEngine, load_tokenizer
-from sa2va_i_ros.core.sa2va_model import Sa2VAModel
+from sa2va_i_ros.errors import CheckpointError, ModelLoadError, NumericsError
+from sa2va_i_ros.grounding.engine import GroundingEngine, load_tokenizer
+from sa2va_i_ros.model import device as device_mod
+from sa2va_i_ros.model.checkpoint import build, load, materialise, stream
+from sa2va_i_ros.model.checkpoint.config import read_config
+from sa2va_i_ros.model.checkpoint.placement import placement
+from sa2va_i_ros.model.sa2va_model import Sa2VAModel
 
 QUERY = "the cup left of the bowl"
 CPU = torch.device("cpu")
@@ -174,7 +174,7 @@ def test_out_of_memory_while_loading_is_a_clean_error_and_frees_the_model(tiny_c
 
 
 def test_an_import_error_while_building_is_a_clean_error(tiny_checkpoint, monkeypatch):
-    import sa2va_i_ros.core.sa2va_model as sa2va_model
+    import sa2va_i_ros.model.sa2va_model as sa2va_model
 
     def broken(*args, **kwargs):
         raise ImportError("No module named 'flash_attn'")
@@ -212,7 +212,7 @@ def test_placement_puts_the_language_model_on_its_devices():
 
 
 def test_layers_are_split_in_contiguous_blocks():
-    from sa2va_i_ros.core.checkpoint.placement import split_layers
+    from sa2va_i_ros.model.checkpoint.placement import split_layers
 
     a, b, c = (torch.device(f"cuda:{i}") for i in range(3))
     assert split_layers(4, [a, b]) == [a, a, b, b]
@@ -231,7 +231,7 @@ def test_device_hooks_carry_hidden_states_across_devices():
     """Half the layers on another device (meta here, no GPUs): only the hooks make the forward run."""
     from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
 
-    from sa2va_i_ros.core.checkpoint.placement import add_device_hooks, split_layers
+    from sa2va_i_ros.model.checkpoint.placement import add_device_hooks, split_layers
 
     cfg = LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
                       num_attention_heads=4, num_key_value_heads=2, attn_implementation="sdpa")
@@ -310,7 +310,7 @@ def test_a_tied_lm_head_gets_its_input_where_it_lives():
     """Tied to the embeddings (main device), lm_head is not moved to the last layer's device, nor its input."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from sa2va_i_ros.core.checkpoint.placement import add_device_hooks
+    from sa2va_i_ros.model.checkpoint.placement import add_device_hooks
 
     cfg = LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)

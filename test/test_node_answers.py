@@ -1,6 +1,6 @@
 """The segment node on answers beyond "Sure, [SEG].", with the answer rig checkpoint (production settings).
 
-The answer rig (core/checkpoint/answer_rig.py) answers, through ordinary greedy
+The answer rig (testing/answer_rig.py) answers, through ordinary greedy
 decoding, by a word of the query: "closest" puts [SEG] right before the stop
 word, "dog" gives no [SEG], "moving" never stops, "and" gives two [SEG] (one track
 each, with its own id). What each test expects is
@@ -16,10 +16,10 @@ from rclpy.parameter import Parameter
 from test_tracker_helpers import one_torch_thread  # noqa: F401  (autouse: one torch thread on a shared machine)
 
 from sa2va_i_ros.action import SegmentAndTrack
-from sa2va_i_ros.core.checkpoint.answer_rig import BY_NAME, QUERIES
-from sa2va_i_ros.core.prompt import SEG_TOKEN
+from sa2va_i_ros.model.prompt import SEG_TOKEN
 from sa2va_i_ros.msg import TrackEvent
 from sa2va_i_ros.ros.conversions import stamp_to_ns
+from sa2va_i_ros.testing.answer_rig import BY_NAME, QUERIES
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 

@@ -25,7 +25,7 @@ from sensor_msgs.msg import CompressedImage
 from test_tracker_helpers import one_torch_thread  # noqa: F401  (autouse: one torch thread on a shared machine)
 from visualization_msgs.msg import Marker, MarkerArray
 
-from sa2va_i_ros.core.compressed_codec import encode_depth_16uc1, encode_jpeg
+from sa2va_i_ros.imaging.compressed_codec import encode_depth_16uc1, encode_jpeg
 from sa2va_i_ros.msg import TrackEvent
 from sa2va_i_ros.ros.conversions import ns_to_stamp, stamp_to_ns
 from sa2va_i_ros.ros.markers import NAMESPACES

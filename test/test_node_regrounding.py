@@ -30,7 +30,7 @@ from test_tracker_helpers import one_torch_thread  # noqa: F401  (autouse: one t
 
 from sa2va_i_ros.msg import TrackEvent
 from sa2va_i_ros.ros.conversions import ns_to_stamp, stamp_to_ns
-from sa2va_i_ros.synthetic.scene import FRAME_ID, SceneSpec, render
+from sa2va_i_ros.testing.synthetic.scene import FRAME_ID, SceneSpec, render
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 QUERY = "the cup left of the bowl"

@@ -29,7 +29,7 @@ from test_tracker_helpers import one_torch_thread  # noqa: F401  (autouse: one t
 from sa2va_i_ros.msg import TrackEvent
 from sa2va_i_ros.ros.conversions import stamp_to_ns
 from sa2va_i_ros.srv import Segment
-from sa2va_i_ros.tools.ros_env import local_ros_env
+from sa2va_i_ros.testing.ros_env import local_ros_env
 
 pytestmark = pytest.mark.ros
 QUERY = "the cup left of the bowl"
@@ -239,7 +239,7 @@ def test_the_process_exits_after_the_shutdown_transition(tiny_checkpoint, rclpy_
     executor = rclpy.executors.SingleThreadedExecutor(context=rclpy_context)
     executor.add_node(client)
     try:
-        from sa2va_i_ros.tools.node_client import call, spin_until
+        from sa2va_i_ros.testing.node_client import call, spin_until
 
         get = client.create_client(GetState, "/exit_node/get_state")
         assert spin_until(executor, lambda: get.service_is_ready(), 60)
@@ -277,8 +277,8 @@ def test_any_load_failure_leaves_the_node_unconfigured_with_the_reason(tiny_chec
     reason, the node keeps answering, and a later configure works."""
     import torch
 
-    import sa2va_i_ros.core.checkpoint.materialise as materialise
-    import sa2va_i_ros.core.sa2va_model as sa2va_model
+    import sa2va_i_ros.model.checkpoint.materialise as materialise
+    import sa2va_i_ros.model.sa2va_model as sa2va_model
     import sa2va_i_ros.ros.segment_node as segment_node
 
     model, reason = tiny_checkpoint, ""

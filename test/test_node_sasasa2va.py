@@ -12,17 +12,17 @@ from node_harness import NodeHarness, stamp_ns
 from rclpy.parameter import Parameter
 from test_tracker_helpers import one_torch_thread  # noqa: F401  (autouse: one torch thread on a shared machine)
 
-from sa2va_i_ros.core.checkpoint.answer_rig import QUERIES
 from sa2va_i_ros.msg import TrackEvent
 from sa2va_i_ros.ros.conversions import stamp_to_ns
+from sa2va_i_ros.testing.answer_rig import QUERIES
 
 pytestmark = pytest.mark.ros
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    from sa2va_i_ros.core.checkpoint.answer_rig import write_answer_rig
-    from sa2va_i_ros.core.sasasa2va.tiny import to_sasasa2va
+    from sa2va_i_ros.testing.answer_rig import write_answer_rig
+    from sa2va_i_ros.testing.tiny_sasasa2va import to_sasasa2va
 
     return to_sasasa2va(write_answer_rig(tmp_path_factory.mktemp("sasasa2va_rig")), "qwen_chat")
 
@@ -83,7 +83,7 @@ def test_a_sasasa2va_track_starts_on_the_window_and_continues_on_live_frames(har
 def test_another_tracker_model_fails_configure_with_the_reason(checkpoint, tmp_path):
     """SaSaSa2VA's one SAM2 both prompts and tracks: a chosen sam2 tracker is refused before the model loads,
     the node stays unconfigured and answers."""
-    from sa2va_i_ros.core.tracker.tiny_models import write_tiny_tracker_weights
+    from sa2va_i_ros.testing.tiny_trackers import write_tiny_tracker_weights
 
     weights = write_tiny_tracker_weights("sam2.1_hiera_t", tmp_path / "sam2.1_hiera_t.pt")
     h = NodeHarness(checkpoint, name="sasasa2va_tracker", tracker_model="sam2.1_hiera_t",

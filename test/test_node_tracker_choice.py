@@ -19,11 +19,11 @@ from node_harness import SIZE, NodeHarness, stamp_ns
 from rclpy.parameter import Parameter
 from test_tracker_helpers import one_torch_thread  # noqa: F401  (autouse: one torch thread on a shared machine)
 
-from sa2va_i_ros.core.tracker import StreamingTracker, TrackerChoice, TrackerConfig
-from sa2va_i_ros.core.tracker.models import load_tracker_model
-from sa2va_i_ros.core.tracker.tiny_models import write_tiny_tracker_weights
+from sa2va_i_ros.cli import tiny_checkpoint
 from sa2va_i_ros.ros.conversions import stamp_to_ns
-from sa2va_i_ros.tools import tiny_checkpoint
+from sa2va_i_ros.testing.tiny_trackers import write_tiny_tracker_weights
+from sa2va_i_ros.tracking import StreamingTracker, TrackerChoice, TrackerConfig
+from sa2va_i_ros.tracking.models import load_tracker_model
 
 pytestmark = pytest.mark.ros
 QUERY = "the cup left of the bowl"

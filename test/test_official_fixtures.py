@@ -27,13 +27,13 @@ import torch
 import torch.nn.functional as F
 from official_oracle import FIXTURES, case, checkpoint_digest, frames, recorded_digest, write_checkpoint
 
-from sa2va_i_ros.core import grounding as grounding_module
-from sa2va_i_ros.core import preprocess
-from sa2va_i_ros.core.grounding import GroundingEngine, GroundingOptions
-from sa2va_i_ros.core.pipeline import VideoPipeline
-from sa2va_i_ros.core.prompt import build_prompt
-from sa2va_i_ros.core.sampling import sample_indices, unique_in_order
-from sa2va_i_ros.core.tracker import StreamingTracker
+from sa2va_i_ros.grounding import engine as grounding_module
+from sa2va_i_ros.grounding.engine import GroundingEngine, GroundingOptions
+from sa2va_i_ros.model import preprocess
+from sa2va_i_ros.model.prompt import build_prompt
+from sa2va_i_ros.model.sampling import sample_indices, unique_in_order
+from sa2va_i_ros.offline.pipeline import VideoPipeline
+from sa2va_i_ros.tracking import StreamingTracker
 
 LANGUAGE_CASES = ["dup_two_seg", "t12_n5", "t12_n12", "t37_n5", "t37_n12", "no_seg"]
 SAM2_CASES = ["dup_two_seg", "t12_n5", "t37_n12"]

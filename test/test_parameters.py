@@ -18,7 +18,7 @@ def test_config_yaml_lists_every_parameter_with_its_default():
 
 
 def test_config_and_readme_are_the_generated_ones():
-    """tools/param_docs.py writes both from the declarations; nothing was edited by hand since."""
+    """dev/param_docs.py writes both from the declarations; nothing was edited by hand since."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("param_docs", ROOT / "tools" / "param_docs.py")

@@ -24,10 +24,10 @@ from rclpy.serialization import deserialize_message
 from rosbags.rosbag2 import Reader
 from sensor_msgs.msg import CameraInfo, Image
 
-from sa2va_i_ros.synthetic.bag_writer import COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC, write_bag
-from sa2va_i_ros.synthetic.scene import FRAME_ID, SceneSpec, generate_frames
-from sa2va_i_ros.tools.play import BagPlayer, ensure_local_discovery, parse_counts, parse_remaps
-from sa2va_i_ros.tools.ros_env import local_ros_env
+from sa2va_i_ros.cli.play import BagPlayer, ensure_local_discovery, parse_counts, parse_remaps
+from sa2va_i_ros.testing.ros_env import local_ros_env
+from sa2va_i_ros.testing.synthetic.bag_writer import COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC, write_bag
+from sa2va_i_ros.testing.synthetic.scene import FRAME_ID, SceneSpec, generate_frames
 
 pytestmark = pytest.mark.ros
 
@@ -78,7 +78,7 @@ class Listener:
 
 def run_play(listener: Listener, bag, *args: str, expect: int) -> str:
     """sa2va-i-play as a subprocess (network rule env), spinning the listener until it exits."""
-    cmd = [sys.executable, "-m", "sa2va_i_ros.tools.play", str(bag), "--wait-for-subscribers", "20", *args]
+    cmd = [sys.executable, "-m", "sa2va_i_ros.cli.play", str(bag), "--wait-for-subscribers", "20", *args]
     proc = subprocess.Popen(cmd, env=local_ros_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     try:
@@ -163,7 +163,7 @@ def test_subprocess_replay_sensor_data_qos(rclpy_context, bag):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_subprocess_loop_ends_cleanly_on_signal(rclpy_context, bag, sig):
     listener = Listener(rclpy_context, {INFO_TOPIC: CameraInfo}, RELIABLE)
-    cmd = [sys.executable, "-m", "sa2va_i_ros.tools.play", str(bag), "--loop", "--rate", "4",
+    cmd = [sys.executable, "-m", "sa2va_i_ros.cli.play", str(bag), "--loop", "--rate", "4",
            "--topics", INFO_TOPIC, "--wait-for-subscribers", "20"]
     proc = subprocess.Popen(cmd, env=local_ros_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from sa2va_i_ros.core import prompt
+from sa2va_i_ros.model import prompt
 
 CTX = "<IMG_CONTEXT>"
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from sa2va_i_ros.core.regrounding import NS, Regrounder, RegroundPlan, RegroundSettings
+from sa2va_i_ros.runtime.regrounding import NS, Regrounder, RegroundPlan, RegroundSettings
 
 PROFILES = {"desktop GPU": 1.0, "Jetson": 4.0}  # grounding seconds (issue 11's stand-in profiles)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sa2va_i_ros.core.regrounding import NS, RegroundPlan, RegroundSettings
+from sa2va_i_ros.runtime.regrounding import NS, RegroundPlan, RegroundSettings
 
 T0 = 1_700_000_000 * NS
 

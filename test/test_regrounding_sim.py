@@ -1,7 +1,7 @@
 """Automatic re-grounding in the perception worker, on the simulated clock at desktop-GPU and Jetson timings.
 
 The real ``PerceptionWorker``, ``Session`` and re-grounding schedule run; the
-stand-ins (sa2va_i_ros/simulation) only spend simulated time. The scene models
+stand-ins (sa2va_i_ros/testing/simulation) only spend simulated time. The scene models
 SAM2's weakness that re-grounding exists for: once the object was out of view
 after a seeding, that seeding never sees it again (its presence score stays
 low), while a new seeding after the object came back sees it. The stand-in
@@ -20,9 +20,9 @@ from __future__ import annotations
 import pytest
 from test_simulation import PROFILES, STEP, check_stream
 
-from sa2va_i_ros.core.session import Settings
-from sa2va_i_ros.core.worker import INTERNAL, TURN_SHARE
-from sa2va_i_ros.simulation import Simulation
+from sa2va_i_ros.runtime.session import Settings
+from sa2va_i_ros.runtime.worker import INTERNAL, TURN_SHARE
+from sa2va_i_ros.testing.simulation import Simulation
 
 CUP, BOWL = "the cup", "the bowl"
 NS = 1e9

@@ -7,9 +7,9 @@ accept exactly that and still catch a window that does not match the bag.
 
 from types import SimpleNamespace
 
-from sa2va_i_ros.core.sampling import sample_indices
+from sa2va_i_ros.model.sampling import sample_indices
 from sa2va_i_ros.ros.conversions import ns_to_stamp
-from sa2va_i_ros.tools.replay_run import QUERY, ReplayResult, check_replay, node_settled
+from sa2va_i_ros.testing.replay import QUERY, ReplayResult, check_replay, node_settled
 
 BAG = [1_000_000_000 + k * 50_000_000 for k in range(60)]
 WINDOW_PROBLEM = "sampled stamps are not the window's frames"

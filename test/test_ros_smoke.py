@@ -19,11 +19,11 @@ from node_harness import image_msg, stamp_ns
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from sa2va_i_ros.core.checkpoint.tiny import DEFAULT_ANSWER  # what the tiny checkpoint was built to say
 from sa2va_i_ros.msg import TrackedObjectArray
 from sa2va_i_ros.ros.conversions import stamp_to_ns
 from sa2va_i_ros.srv import Segment
-from sa2va_i_ros.tools.ros_env import local_ros_env
+from sa2va_i_ros.testing.ros_env import local_ros_env
+from sa2va_i_ros.testing.tiny_sa2va import DEFAULT_ANSWER  # what the tiny checkpoint was built to say
 
 pytestmark = pytest.mark.ros
 NODE = "/smoke_node"

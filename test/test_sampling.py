@@ -2,7 +2,7 @@
 
 import pytest
 
-from sa2va_i_ros.core.sampling import sample_indices, unique_in_order
+from sa2va_i_ros.model.sampling import sample_indices, unique_in_order
 
 
 def test_uniform_matches_sa2va_i_reference_numbers():

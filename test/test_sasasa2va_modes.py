@@ -7,8 +7,8 @@ taken from the implementation.
 
 import pytest
 
-from sa2va_i_ros.core.sasasa2va import modes
-from sa2va_i_ros.core.sasasa2va.modes import plan, sampled_indices
+from sa2va_i_ros.grounding.sasasa2va import modes
+from sa2va_i_ros.grounding.sasasa2va.modes import plan, sampled_indices
 
 
 def runs(*pairs):

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from sa2va_i_ros.core.pipeline import load_video_pipeline
-from sa2va_i_ros.core.sasasa2va import pipeline as module
+from sa2va_i_ros.grounding.sasasa2va import pipeline as module
+from sa2va_i_ros.offline.pipeline import load_video_pipeline
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sasasa2va"
 CASES = json.loads((FIXTURES / "cases.json").read_text())

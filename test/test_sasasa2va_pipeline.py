@@ -15,15 +15,15 @@ import torch.nn.functional as F
 from PIL import Image
 from safetensors import safe_open
 
-from sa2va_i_ros.core import prompt as P
-from sa2va_i_ros.core.errors import FramesError, QueryError, UnsupportedModelError
-from sa2va_i_ros.core.grounding import GroundingEngine
-from sa2va_i_ros.core.pipeline import VideoPipeline, load_video_pipeline
-from sa2va_i_ros.core.preprocess import mllm_pixels, sam2_pixels
-from sa2va_i_ros.core.sam2_model import encode_image, with_decoder_convs
-from sa2va_i_ros.core.sasasa2va.images import clip_images, grid_image
-from sa2va_i_ros.core.sasasa2va.pipeline import NoSegmentationError, SaSaSa2VAPipeline
-from sa2va_i_ros.core.sasasa2va.tiny import write_tiny_sasasa2va
+from sa2va_i_ros.errors import FramesError, QueryError, UnsupportedModelError
+from sa2va_i_ros.grounding.engine import GroundingEngine
+from sa2va_i_ros.grounding.sasasa2va.images import clip_images, grid_image
+from sa2va_i_ros.grounding.sasasa2va.pipeline import NoSegmentationError, SaSaSa2VAPipeline
+from sa2va_i_ros.model import prompt as P
+from sa2va_i_ros.model.preprocess import mllm_pixels, sam2_pixels
+from sa2va_i_ros.model.sam2_model import encode_image, with_decoder_convs
+from sa2va_i_ros.offline.pipeline import VideoPipeline, load_video_pipeline
+from sa2va_i_ros.testing.tiny_sasasa2va import write_tiny_sasasa2va
 
 QUERY = "the cup left of the bowl"
 
@@ -167,7 +167,7 @@ def test_uniform_decodes_each_frame_alone_with_its_clip_and_gating(pipe):
 def test_uniform_plus_averages_the_logits_of_duplicated_positions(pipe, monkeypatch):
     """Distinct clip prompts (the tiny model says one [SEG]): frame f's mask is mean logit > 0 over
     the positions i with S[i] = f, each with clip i // 10."""
-    from sa2va_i_ros.core.sasasa2va import pipeline as module
+    from sa2va_i_ros.grounding.sasasa2va import pipeline as module
 
     gen = torch.Generator().manual_seed(5)
     distinct = torch.randn(10, pipe.model.sam2.hidden_dim, generator=gen)
@@ -206,8 +206,8 @@ def test_sa2va_i_pipeline_refuses_sasasa2va_options(engine, frames):
 def test_more_than_ten_seg_keep_the_first_ten_fewer_repeat_the_last(tmp_path_factory):
     """The answer rig converted to SaSaSa2VA's layout says [SEG] until max_new_tokens: k tokens give k - 1
     states (the last [SEG] is never fed back), so 13 tokens give 12 states and 4 tokens give 3."""
-    from sa2va_i_ros.core.checkpoint.answer_rig import QUERIES, write_answer_rig
-    from sa2va_i_ros.core.sasasa2va.tiny import to_sasasa2va
+    from sa2va_i_ros.testing.answer_rig import QUERIES, write_answer_rig
+    from sa2va_i_ros.testing.tiny_sasasa2va import to_sasasa2va
 
     rig = load_video_pipeline(str(to_sasasa2va(write_answer_rig(tmp_path_factory.mktemp("rig")), "qwen_chat")))
     frames = video(4)

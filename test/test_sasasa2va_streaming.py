@@ -13,13 +13,13 @@ import pytest
 from test_sasasa2va_pipeline import QUERY, video
 from test_tracker_helpers import one_torch_thread  # noqa: F401  (autouse: one torch thread on a shared machine)
 
-from sa2va_i_ros.core.checkpoint.answer_rig import QUERIES, write_answer_rig
-from sa2va_i_ros.core.errors import FramesError, QueryError
-from sa2va_i_ros.core.grounding import GroundingOptions
-from sa2va_i_ros.core.pipeline import load_grounding_engine
-from sa2va_i_ros.core.sasasa2va.pipeline import SaSaSa2VAPipeline
-from sa2va_i_ros.core.sasasa2va.streaming import SaSaSa2VAEngine
-from sa2va_i_ros.core.sasasa2va.tiny import to_sasasa2va
+from sa2va_i_ros.errors import FramesError, QueryError
+from sa2va_i_ros.grounding.engine import GroundingOptions
+from sa2va_i_ros.grounding.kinds import load_grounding_engine
+from sa2va_i_ros.grounding.sasasa2va.pipeline import SaSaSa2VAPipeline
+from sa2va_i_ros.grounding.sasasa2va.streaming import SaSaSa2VAEngine
+from sa2va_i_ros.testing.answer_rig import QUERIES, write_answer_rig
+from sa2va_i_ros.testing.tiny_sasasa2va import to_sasasa2va
 
 MANY = QUERIES["endless_seg"]  # [SEG] until max_new_tokens: 13 tokens give 12 [SEG] states
 

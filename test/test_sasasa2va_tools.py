@@ -9,9 +9,9 @@ import pytest
 from test_eval_datasets import write_synthetic
 from test_eval_tool import read_results
 
-from sa2va_i_ros.core.sasasa2va.modes import MODES
-from sa2va_i_ros.core.sasasa2va.tiny import write_tiny_sasasa2va
-from sa2va_i_ros.tools import evaluate, video
+from sa2va_i_ros.cli import evaluate, video
+from sa2va_i_ros.grounding.sasasa2va.modes import MODES
+from sa2va_i_ros.testing.tiny_sasasa2va import write_tiny_sasasa2va
 
 FIXTURE_CKPT = str(Path(__file__).parent / "fixtures" / "sasasa2va" / "ckpt")  # a tiny one (see its README)
 
@@ -86,9 +86,9 @@ def test_tiny_sasasa2va_writer_matches_the_stored_fixture_layout(tmp_path):
 def test_a_26b_layout_sasasa2va_checkpoint_loads_and_runs(tmp_path):
     """SaSaSa2VA-26B's layout (InternLM2 language model, InternViT-6B-style vision, internlm2_chat) through
     the normal loader and the pipeline; the tiny InternLM2 checkpoint is the loader's, converted."""
-    from sa2va_i_ros.core.checkpoint.tiny_internlm2 import write_tiny_internlm2_checkpoint
-    from sa2va_i_ros.core.pipeline import load_video_pipeline
-    from sa2va_i_ros.core.sasasa2va.tiny import to_sasasa2va
+    from sa2va_i_ros.offline.pipeline import load_video_pipeline
+    from sa2va_i_ros.testing.tiny_internlm2 import write_tiny_internlm2_checkpoint
+    from sa2va_i_ros.testing.tiny_sasasa2va import to_sasasa2va
 
     ckpt = to_sasasa2va(write_tiny_internlm2_checkpoint(tmp_path / "ckpt", vision="6b"), "internlm2_chat")
     pipe = load_video_pipeline(str(ckpt))

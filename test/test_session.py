@@ -13,12 +13,12 @@ import pytest
 from frames import NS, frame_rgb, stamp_ns
 from test_tracker_helpers import one_torch_thread  # noqa: F401  (autouse: one torch thread on a shared machine)
 
-from sa2va_i_ros.core.checkpoint.tiny import DEFAULT_ANSWER  # what the tiny checkpoint was built to say
-from sa2va_i_ros.core.frame_buffer import FrameBuffer
-from sa2va_i_ros.core.session import SegmentRequest, Session, Settings
-from sa2va_i_ros.core.tracker import TrackerConfig
-from sa2va_i_ros.core.worker import PerceptionWorker
-from sa2va_i_ros.simulation import SimClock
+from sa2va_i_ros.runtime.frame_buffer import FrameBuffer
+from sa2va_i_ros.runtime.session import SegmentRequest, Session, Settings
+from sa2va_i_ros.runtime.worker import PerceptionWorker
+from sa2va_i_ros.testing.simulation import SimClock
+from sa2va_i_ros.testing.tiny_sa2va import DEFAULT_ANSWER  # what the tiny checkpoint was built to say
+from sa2va_i_ros.tracking import TrackerConfig
 
 QUERY = "the cup left of the bowl"
 frame, stamp = frame_rgb, stamp_ns
@@ -173,8 +173,8 @@ def test_buffer_downscale_tracks_small_and_answers_at_camera_size(engine):
 
 
 def test_an_answer_without_mask_is_a_failed_reply_with_the_answer(tmp_path):
-    from sa2va_i_ros.core.checkpoint.tiny import write_tiny_checkpoint
-    from sa2va_i_ros.core.grounding import GroundingEngine
+    from sa2va_i_ros.grounding.engine import GroundingEngine
+    from sa2va_i_ros.testing.tiny_sa2va import write_tiny_checkpoint
 
     engine = GroundingEngine.load(str(write_tiny_checkpoint(tmp_path / "no_seg", answer="Sure.")))
     d = Driver(engine)
@@ -293,7 +293,7 @@ def test_each_seg_of_the_answer_is_its_own_track(rig_engine):
     """The answer rig says "Sure, [SEG] and [SEG]." for a query with "and": two tracks, ids in answer order,
     each seeded with its own [SEG]'s masks (the reference: the engine's own grounding of the same window,
     whose newest frame is a prompted frame), both tracked on later frames; stop one, the other goes on."""
-    from sa2va_i_ros.core.checkpoint.answer_rig import QUERIES
+    from sa2va_i_ros.testing.answer_rig import QUERIES
 
     query = QUERIES["two_seg"]
     d = Driver(rig_engine, settings=Settings(max_tracks=4))
@@ -332,7 +332,7 @@ def test_each_seg_of_the_answer_is_its_own_track(rig_engine):
 def test_one_object_stopped_while_the_answer_catches_up_lets_the_other_join(rig_engine):
     """Two tracks of one answer are announced at the newest window frame and still catch up on frames that came
     during grounding: stopping one there ends only that one; the other joins and is tracked."""
-    from sa2va_i_ros.core.checkpoint.answer_rig import QUERIES
+    from sa2va_i_ros.testing.answer_rig import QUERIES
 
     d = Driver(rig_engine)
     d.feed(0, 8)

@@ -1,4 +1,4 @@
-"""The perception worker on a simulated clock at desktop-GPU and Jetson timings (sa2va_i_ros/simulation).
+"""The perception worker on a simulated clock at desktop-GPU and Jetson timings (sa2va_i_ros/testing/simulation).
 
 The real worker and session schedule; stand-ins for the engine and the tracker
 only spend simulated time (profiles.py). Every scenario checks the stream's
@@ -20,9 +20,9 @@ import time
 
 import pytest
 
-from sa2va_i_ros.core.session import Settings
-from sa2va_i_ros.core.worker import TURN_SHARE
-from sa2va_i_ros.simulation import DESKTOP_GPU, JETSON, Simulation
+from sa2va_i_ros.runtime.session import Settings
+from sa2va_i_ros.runtime.worker import TURN_SHARE
+from sa2va_i_ros.testing.simulation import DESKTOP_GPU, JETSON, Simulation
 
 PROFILES = {"desktop_gpu": DESKTOP_GPU, "jetson": JETSON}
 STEP = dict(prefill_chunk_tokens=128, vision_frames_per_step=1)  # the node's defaults

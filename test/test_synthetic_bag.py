@@ -13,7 +13,8 @@ from rclpy.serialization import deserialize_message
 from rosbags.rosbag2 import Reader
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from sa2va_i_ros.synthetic.bag_writer import (
+from sa2va_i_ros.cli.make_bag import main as make_bag
+from sa2va_i_ros.testing.synthetic.bag_writer import (
     COLOR_TOPIC,
     COMPRESSED_COLOR_TOPIC,
     COMPRESSED_DEPTH_TOPIC,
@@ -22,9 +23,8 @@ from sa2va_i_ros.synthetic.bag_writer import (
     TYPESTORE,
     write_bag,
 )
-from sa2va_i_ros.synthetic.gt import GtWriter, read_gt
-from sa2va_i_ros.synthetic.scene import FRAME_ID, SceneSpec, generate_frames
-from sa2va_i_ros.tools.make_bag import main as make_bag
+from sa2va_i_ros.testing.synthetic.gt import GtWriter, read_gt
+from sa2va_i_ros.testing.synthetic.scene import FRAME_ID, SceneSpec, generate_frames
 
 SPEC = SceneSpec(width=96, height=72, frames=8, fps=10.0, seed=3)
 

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from sa2va_i_ros.synthetic.scene import HAND_ID, NS_PER_S, OBJECTS, SHAPES, SceneSpec, generate_frames, render
+from sa2va_i_ros.testing.synthetic.scene import HAND_ID, NS_PER_S, OBJECTS, SHAPES, SceneSpec, generate_frames, render
 
 CUP, BOWL, CUP_RIGHT = 1, 2, 3
 

@@ -18,7 +18,7 @@ from test_tracker_helpers import (
 )
 from tracker_model_helpers import product_model
 
-from sa2va_i_ros.core.tracker import Grounding, StreamingTracker
+from sa2va_i_ros.tracking import Grounding, StreamingTracker
 
 VIDEO = make_frames(40)
 # obj_id: (first frame of its grounding window, window length, prompted window indices). Each joins

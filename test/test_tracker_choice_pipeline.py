@@ -13,8 +13,8 @@ import pytest
 from test_tracker_helpers import EncoderCounter, offline_reference
 from tracker_model_helpers import reference_model, tiny_weights
 
-from sa2va_i_ros.core.pipeline import VideoPipeline
-from sa2va_i_ros.core.tracker import TrackerChoice
+from sa2va_i_ros.offline.pipeline import VideoPipeline
+from sa2va_i_ros.tracking import TrackerChoice
 
 QUERY = "the cup left of the bowl"
 
@@ -47,8 +47,8 @@ def test_checkpoint_tracker_reuses_the_grounding_features(engine, frames):
 
 def test_features_of_another_encoder_are_refused_by_the_tracker(engine, frames):
     """Same sizes as the checkpoint's SAM2 (S = 256, same widths): only the encoder differs."""
-    from sa2va_i_ros.core.tracker import StreamingTracker
-    from sa2va_i_ros.core.tracker.tiny_models import build_tiny_tracker
+    from sa2va_i_ros.testing.tiny_trackers import build_tiny_tracker
+    from sa2va_i_ros.tracking import StreamingTracker
 
     g = engine.ground(frames, QUERY)
     foreign = g.tracker_grounding(frames, range(len(frames)))  # features of the checkpoint's encoder

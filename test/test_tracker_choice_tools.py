@@ -9,7 +9,7 @@ from PIL import Image
 from test_eval_datasets import write_synthetic
 from tracker_model_helpers import tiny_weights
 
-from sa2va_i_ros.tools import evaluate, video
+from sa2va_i_ros.cli import evaluate, video
 
 QUERY = "the cup left of the bowl"
 
@@ -83,9 +83,9 @@ def test_eval_passes_the_tracker_choice_and_keeps_it_with_the_results(tmp_path, 
 def test_tiny_checkpoint_cli_writes_tiny_tracker_models(tmp_path, capsys):
     import pytest
 
-    from sa2va_i_ros.core.tracker import TrackerChoice
-    from sa2va_i_ros.core.tracker.models import load_tracker_model
-    from sa2va_i_ros.tools import tiny_checkpoint
+    from sa2va_i_ros.cli import tiny_checkpoint
+    from sa2va_i_ros.tracking import TrackerChoice
+    from sa2va_i_ros.tracking.models import load_tracker_model
 
     out = tmp_path / "ckpt"
     assert tiny_checkpoint.main([str(out), "--tracker", "sam2.1_hiera_t", "--tracker", "sam2_hiera_l"]) == 0

@@ -26,8 +26,8 @@ from test_tracker_helpers import (
     tiny_model,
 )
 
-from sa2va_i_ros.core.device import resolve_dtype
-from sa2va_i_ros.core.tracker import Grounding, StreamingTracker, TrackerConfig
+from sa2va_i_ros.model.device import resolve_dtype
+from sa2va_i_ros.tracking import Grounding, StreamingTracker, TrackerConfig
 
 
 def _track(model, dtype, n=12):

@@ -14,8 +14,8 @@ from test_tracker_helpers import (
     tiny_model,
 )
 
-from sa2va_i_ros.core.preprocess import sam2_pixels
-from sa2va_i_ros.core.tracker import Grounding, StreamingTracker, TrackerConfig
+from sa2va_i_ros.model.preprocess import sam2_pixels
+from sa2va_i_ros.tracking import Grounding, StreamingTracker, TrackerConfig
 
 FRAMES = make_frames(6)
 

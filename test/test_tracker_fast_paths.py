@@ -23,8 +23,8 @@ from test_tracker_helpers import (
     tiny_model,
 )
 
-from sa2va_i_ros.core.tracker import FastPaths, Grounding, StreamingTracker, TrackerConfig
-from sa2va_i_ros.core.tracker.fast import resolve_fast_paths
+from sa2va_i_ros.tracking import FastPaths, Grounding, StreamingTracker, TrackerConfig
+from sa2va_i_ros.tracking.fast import resolve_fast_paths
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda", 0)
 
@@ -64,8 +64,8 @@ def test_compiled_modules_are_the_ones_called(monkeypatch):
     same numbers): the tracker calls the compiled encoder and memory attention."""
     import torch._dynamo
 
-    from sa2va_i_ros.core.tracker import fast
-    from sa2va_i_ros.core.tracker import tracker as tracker_module
+    from sa2va_i_ros.tracking import fast
+    from sa2va_i_ros.tracking import tracker as tracker_module
 
     monkeypatch.setattr(fast, "COMPILE_BACKEND", "eager")
     monkeypatch.setattr(tracker_module, "resolve_fast_paths", lambda *a: FastPaths(compile=True))

@@ -14,9 +14,9 @@ from test_tracker_helpers import (
     tiny_model,
 )
 
-from sa2va_i_ros.core.preprocess import sam2_pixels
-from sa2va_i_ros.core.sam2_model import encode_image
-from sa2va_i_ros.core.tracker import Grounding, StreamingTracker, TrackerConfig
+from sa2va_i_ros.model.preprocess import sam2_pixels
+from sa2va_i_ros.model.sam2_model import encode_image
+from sa2va_i_ros.tracking import Grounding, StreamingTracker, TrackerConfig
 
 N = 12
 SAMPLED = [2, 6, 6, 9]

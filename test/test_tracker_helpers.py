@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from sa2va_i_ros.core.checkpoint.tiny import TINY_SAM2
-from sa2va_i_ros.core.preprocess import sam2_pixels
-from sa2va_i_ros.core.sam2_model import SA2VA_OVERRIDES, SAM2_CONFIG
+from sa2va_i_ros.model.preprocess import sam2_pixels
+from sa2va_i_ros.model.sam2_model import SA2VA_OVERRIDES, SAM2_CONFIG
+from sa2va_i_ros.testing.tiny_sa2va import TINY_SAM2
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # sam2's propagate_in_video progress bars
 

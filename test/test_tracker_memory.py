@@ -13,8 +13,8 @@ from test_tracker_helpers import (
     tiny_model,
 )
 
-from sa2va_i_ros.core.tracker import Grounding, StreamingTracker
-from sa2va_i_ros.core.tracker.memory import memory_horizons
+from sa2va_i_ros.tracking import Grounding, StreamingTracker
+from sa2va_i_ros.tracking.memory import memory_horizons
 
 ENTRY_KEYS = {"maskmem_features", "maskmem_pos_enc", "obj_ptr", "object_score_logits"}
 

@@ -11,8 +11,9 @@ from omegaconf import OmegaConf
 from test_tracker_helpers import one_torch_thread  # noqa: F401  (autouse fixture)
 from tracker_model_helpers import SAM2_NAMES, product_model, reference_model, tiny_weights
 
-from sa2va_i_ros.core.tracker import TrackerChoice, TrackerModelError, tracker_sam2
-from sa2va_i_ros.core.tracker.models import (
+from sa2va_i_ros.testing.tiny_trackers import build_tiny_tracker, tiny_tracker_spec, write_tiny_tracker_weights
+from sa2va_i_ros.tracking import TrackerChoice, TrackerModelError, tracker_sam2
+from sa2va_i_ros.tracking.models import (
     SPEC_KEY,
     TRACKER_MODEL_NAMES,
     TRACKER_MODELS,
@@ -20,7 +21,6 @@ from sa2va_i_ros.core.tracker.models import (
     read_weights,
     save_weights,
 )
-from sa2va_i_ros.core.tracker.tiny_models import build_tiny_tracker, tiny_tracker_spec, write_tiny_tracker_weights
 
 
 def _config_file(name: str) -> Path:

@@ -16,7 +16,7 @@ from test_tracker_helpers import (
     tiny_model,
 )
 
-from sa2va_i_ros.core.tracker import Grounding, StreamingTracker
+from sa2va_i_ros.tracking import Grounding, StreamingTracker
 
 
 def test_add_while_tracking_then_remove():

@@ -19,7 +19,7 @@ from test_tracker_helpers import (
     tiny_model,
 )
 
-from sa2va_i_ros.core.tracker import STREAM_NUM_FRAMES, Grounding, StreamingTracker, TrackerConfig
+from sa2va_i_ros.tracking import STREAM_NUM_FRAMES, Grounding, StreamingTracker, TrackerConfig
 
 
 def _track(model, frames, n_window, prompts, config=None):

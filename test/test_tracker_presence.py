@@ -15,7 +15,7 @@ from test_tracker_helpers import (
     tiny_model,
 )
 
-from sa2va_i_ros.core.tracker import Grounding, PresenceMonitor, StreamingTracker, TrackerConfig
+from sa2va_i_ros.tracking import Grounding, PresenceMonitor, StreamingTracker, TrackerConfig
 
 
 def _run(monitor, scores):

@@ -22,7 +22,7 @@ from test_tracker_helpers import (
 )
 from tracker_model_helpers import SAM2_NAMES, product_model, reference_model
 
-from sa2va_i_ros.core.tracker import Grounding, StreamingTracker, TrackerConfig
+from sa2va_i_ros.tracking import Grounding, StreamingTracker, TrackerConfig
 
 
 def _thinned_run(model, frames, prompts, keep, later_keep=(), live=(), config=None):

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from sa2va_i_ros.core.transport_gate import TransportGate
+from sa2va_i_ros.runtime.transport_gate import TransportGate
 
 
 def test_second_copy_of_a_stamp_is_skipped():

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sa2va_i_ros.core.checkpoint.tiny import write_tiny_checkpoint
-from sa2va_i_ros.core.pipeline import VideoPipeline
-from sa2va_i_ros.core.tracker import Grounding, StreamingTracker
-from sa2va_i_ros.tools import tiny_checkpoint, video
-from sa2va_i_ros.tools.media import read_frames, write_video
+from sa2va_i_ros.cli import tiny_checkpoint, video
+from sa2va_i_ros.offline.media import read_frames, write_video
+from sa2va_i_ros.offline.pipeline import VideoPipeline
+from sa2va_i_ros.testing.tiny_sa2va import write_tiny_checkpoint
+from sa2va_i_ros.tracking import Grounding, StreamingTracker
 
 QUERY = "the cup left of the bowl"
 
@@ -91,7 +91,7 @@ def test_gpu_benchmark_code_path_runs_on_cpu_with_the_tiny_model():
 def test_every_seg_of_the_answer_gets_its_own_propagated_masks(rig_engine, frames):
     """The answer rig says "Sure, [SEG] and [SEG]." for "the cup and the bowl": two tracks, each propagated
     alone from its own keyframe masks (Sa2VA-i runs a fresh SAM2 state per [SEG]); masks is the first's."""
-    from sa2va_i_ros.core.checkpoint.answer_rig import QUERIES
+    from sa2va_i_ros.testing.answer_rig import QUERIES
 
     result = VideoPipeline(rig_engine).run(frames, QUERIES["two_seg"])
     assert result.answer == "Sure, [SEG] and [SEG]." and len(result.seg_masks) == 2

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from test_tracker_helpers import PRESENCE_GAIN, TPOS_GAIN, blob_mask, make_frames, object_results, tiny_model
 
-from sa2va_i_ros.core.tracker import Grounding, StreamingTracker
-from sa2va_i_ros.core.tracker.models import TRACKER_MODELS, TrackerChoice, load_tracker_model, save_weights
-from sa2va_i_ros.core.tracker.tiny_models import build_tiny_tracker, tiny_tracker_spec
+from sa2va_i_ros.testing.tiny_trackers import build_tiny_tracker, tiny_tracker_spec
+from sa2va_i_ros.tracking import Grounding, StreamingTracker
+from sa2va_i_ros.tracking.models import TRACKER_MODELS, TrackerChoice, load_tracker_model, save_weights
 
 SAM2_NAMES = tuple(TRACKER_MODELS)  # sam2.1_hiera_t ... sam2_hiera_l
 ALL_TRACKERS = ("checkpoint", *SAM2_NAMES)

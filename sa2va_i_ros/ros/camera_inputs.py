@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from sensor_msgs.msg import CompressedImage, Image
 
-from . import conversions as conv
+from sa2va_i_ros.ros import conversions as conv
 
 TRANSPORTS = ("raw", "compressed", "both")
 SUFFIX = {"image": "/compressed", "depth": "/compressedDepth"}

@@ -1,6 +1,6 @@
 """Pure conversions between ROS messages and the core's numpy types (no node, no rclpy calls).
 
-Incoming images are decoded by ``core.image_codec`` as views over ``msg.data``.
+Incoming images are decoded by ``imaging.image_codec`` as views over ``msg.data``.
 Outgoing payloads are copied once into an ``array.array('B')`` with
 ``frombytes``: rclpy stores uint8[] fields as array.array, assigning one is
 taken as is, while assigning bytes or a numpy array goes through a per-element
@@ -18,8 +18,8 @@ from geometry_msgs.msg import Point
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField, RegionOfInterest
 from std_msgs.msg import Header
 
-from sa2va_i_ros.core import compressed_codec, image_codec
-from sa2va_i_ros.core.geometry import Intrinsics, mask_area, mask_bbox
+from sa2va_i_ros.imaging import compressed_codec, image_codec
+from sa2va_i_ros.imaging.geometry import Intrinsics, mask_area, mask_bbox
 from sa2va_i_ros.msg import TrackedObject
 
 _NS = 1_000_000_000

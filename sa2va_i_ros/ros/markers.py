@@ -26,9 +26,8 @@ from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
 from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
 
-from sa2va_i_ros.core.geometry import id_color
-
-from .conversions import copy_header
+from sa2va_i_ros.imaging.geometry import id_color
+from sa2va_i_ros.ros.conversions import copy_header
 
 NS_LABEL, NS_CENTROID, NS_BOX = "labels", "centroids", "boxes"
 NAMESPACES = (NS_LABEL, NS_CENTROID, NS_BOX)

@@ -15,12 +15,17 @@ from dataclasses import dataclass, field
 import numpy as np
 from sensor_msgs.msg import Image, PointCloud2, PointField
 
-from sa2va_i_ros.core import geometry
-from sa2va_i_ros.core.session import FrameOutput
+from sa2va_i_ros.imaging import geometry
 from sa2va_i_ros.msg import TrackedObjectArray
-
-from .conversions import copy_header, instance_to_image_msg, mask_to_image_msg, rgb_to_image_msg, tracked_object_msg
-from .markers import MarkedObject
+from sa2va_i_ros.ros.conversions import (
+    copy_header,
+    instance_to_image_msg,
+    mask_to_image_msg,
+    rgb_to_image_msg,
+    tracked_object_msg,
+)
+from sa2va_i_ros.ros.markers import MarkedObject
+from sa2va_i_ros.runtime.session import FrameOutput
 
 _POINT = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("track_id", "<u4")])
 _POINT_FIELDS = [PointField(name="x", offset=0, datatype=PointField.FLOAT32, count=1),

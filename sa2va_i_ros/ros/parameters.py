@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from sa2va_i_ros.core.tracker.models import TRACKER_MODEL_NAMES
+from sa2va_i_ros.tracking.models import TRACKER_MODEL_NAMES
 
 
 @dataclass(frozen=True)

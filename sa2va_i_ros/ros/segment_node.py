@@ -45,21 +45,20 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from sa2va_i_ros.action import SegmentAndTrack
-from sa2va_i_ros.core.frame_buffer import FrameBuffer
-from sa2va_i_ros.core.geometry import GeometryError
-from sa2va_i_ros.core.image_codec import ImageDecodeError
-from sa2va_i_ros.core.session import SegmentRequest, Settings
-from sa2va_i_ros.core.transport_gate import TransportGate
+from sa2va_i_ros.imaging.geometry import GeometryError
+from sa2va_i_ros.imaging.image_codec import ImageDecodeError
 from sa2va_i_ros.msg import Timing, TrackedObjectArray, TrackEvent
+from sa2va_i_ros.ros import conversions as conv
+from sa2va_i_ros.ros.camera_inputs import camera_subscriptions, depth_subscriptions
+from sa2va_i_ros.ros.depth_pairing import DepthPairer
+from sa2va_i_ros.ros.diagnostics import ERROR, OK, WARN, Percentiles, RateMeter, diagnostic_array, status
+from sa2va_i_ros.ros.markers import MarkerBook
+from sa2va_i_ros.ros.outputs import frame_messages
+from sa2va_i_ros.ros.parameters import BY_NAME, check_together, check_value, declare_all, read_all
+from sa2va_i_ros.runtime.frame_buffer import FrameBuffer
+from sa2va_i_ros.runtime.session import SegmentRequest, Settings
+from sa2va_i_ros.runtime.transport_gate import TransportGate
 from sa2va_i_ros.srv import Segment, StopTracking
-
-from . import conversions as conv
-from .camera_inputs import camera_subscriptions, depth_subscriptions
-from .depth_pairing import DepthPairer
-from .diagnostics import ERROR, OK, WARN, Percentiles, RateMeter, diagnostic_array, status
-from .markers import MarkerBook
-from .outputs import frame_messages
-from .parameters import BY_NAME, check_together, check_value, declare_all, read_all
 
 SESSION_SETTINGS = ("num_frames", "max_num_frames", "sampling", "prompt_frames", "max_query_chars",
                     "max_queued_requests", "max_tracks", "gap_policy", "max_new_tokens", "max_catch_up_sec",
@@ -83,9 +82,9 @@ def _tracker_settings(p: dict, device: str, dtype: str):
     """
     import torch
 
-    from sa2va_i_ros.core.device import resolve_dtype
-    from sa2va_i_ros.core.tracker import TrackerChoice, TrackerConfig
-    from sa2va_i_ros.core.tracker.fast import resolve_fast_paths
+    from sa2va_i_ros.model.device import resolve_dtype
+    from sa2va_i_ros.tracking import TrackerChoice, TrackerConfig
+    from sa2va_i_ros.tracking.fast import resolve_fast_paths
 
     choice = TrackerChoice(p["tracker_model"], p["tracker_weights"])
     tracker_dtype = resolve_dtype(dtype if p["tracker_dtype"] == "auto" else p["tracker_dtype"], torch.device(device))
@@ -219,10 +218,10 @@ class SegmentNode(LifecycleNode):
             why = check_together(p)
             if why:
                 raise ValueError(why)
-            from sa2va_i_ros.core.device import resolve_auto
-            from sa2va_i_ros.core.pipeline import load_grounding_engine
-            from sa2va_i_ros.core.session import Session
-            from sa2va_i_ros.core.worker import PerceptionWorker
+            from sa2va_i_ros.grounding.kinds import load_grounding_engine
+            from sa2va_i_ros.model.device import resolve_auto
+            from sa2va_i_ros.runtime.session import Session
+            from sa2va_i_ros.runtime.worker import PerceptionWorker
 
             device, dtype = resolve_auto(p["device"], p["dtype"])
             choice, tracker_config = _tracker_settings(p, device, dtype)  # refused before the model loads
@@ -649,7 +648,7 @@ class SegmentNode(LifecycleNode):
 
 def _camera_rgb(frame) -> np.ndarray:
     """The frame at the camera's size (the buffer may hold a downscaled copy)."""
-    from sa2va_i_ros.core.catch_up import resized
+    from sa2va_i_ros.runtime.catch_up import resized
 
     return resized(frame.rgb, frame.size)
 

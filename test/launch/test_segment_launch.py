@@ -28,11 +28,11 @@ from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch_ros.substitutions import FindPackageShare
 
 from launch import LaunchDescription
-from sa2va_i_ros.core.checkpoint.tiny import write_tiny_checkpoint
-from sa2va_i_ros.synthetic.gt import read_gt
-from sa2va_i_ros.tools import make_bag
-from sa2va_i_ros.tools.replay_run import Observer, ReplayOptions, bag_depths, check_replay, player_command
-from sa2va_i_ros.tools.ros_env import fastdds_profile
+from sa2va_i_ros.cli import make_bag
+from sa2va_i_ros.testing.replay import Observer, ReplayOptions, bag_depths, check_replay, player_command
+from sa2va_i_ros.testing.ros_env import fastdds_profile
+from sa2va_i_ros.testing.synthetic.gt import read_gt
+from sa2va_i_ros.testing.tiny_sa2va import write_tiny_checkpoint
 
 WORK = Path(tempfile.mkdtemp(prefix="sa2va_i_launch_test_"))
 atexit.register(shutil.rmtree, WORK, ignore_errors=True)  # checkpoint, bag and params of this run

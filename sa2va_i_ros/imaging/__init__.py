@@ -1,0 +1,1 @@
+"""Images without ROS types: raw and compressed encodings to numpy, mask geometry, overlays."""
