@@ -161,7 +161,7 @@ class NodeHarness:
 
         def held(*args, **kwargs):
             hold.entered.set()
-            while not hold.release.is_set() and not worker._closed:
+            while not hold.release.is_set() and not worker.closed:
                 time.sleep(0.01)
             yield "held"
             return (yield from original(*args, **kwargs))
@@ -182,7 +182,7 @@ class NodeHarness:
 
         def advance(prepared, **kw):
             if kw.get("window_index") is None:
-                self.wait_for(lambda: worker._job is not None and worker._job.ticket.cancelled, "the cancel")
+                self.wait_for(lambda: worker.job is not None and worker.job.ticket.cancelled, "the cancel")
             return original(prepared, **kw)
 
         tracker.advance_object = advance
@@ -222,7 +222,7 @@ class NodeHarness:
     def idle(self) -> bool:
         """The worker has nothing left to do (no request, no frame waiting)."""
         w = self.node.worker
-        return w is None or (w._job is None and not w._queue and not w._inbox and not w._live_ready())
+        return w is None or (w.job is None and not w.intake and not w._inbox and not w._live_ready())
 
     def call(self, client, request, timeout: float = 120.0):
         """One service call. ``service_is_ready`` only says the client found the server; the server must

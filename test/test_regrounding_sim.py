@@ -22,6 +22,7 @@ from test_simulation import PROFILES, STEP, check_stream
 
 from sa2va_i_ros.runtime.session import Settings
 from sa2va_i_ros.runtime.worker import INTERNAL, TURN_SHARE
+from sa2va_i_ros.runtime.worker.job import Phase
 from sa2va_i_ros.testing.simulation import Simulation
 
 CUP, BOWL = "the cup", "the bowl"
@@ -152,8 +153,8 @@ def test_a_user_request_during_a_regrounding_goes_first(profile):
     seen: dict = {}
 
     def probe() -> None:  # the first moment a re-grounding is grounding: the user asks for the bowl
-        job = sim.worker._job
-        if "bowl" not in seen and job is not None and job.ticket.priority == INTERNAL and job.phase == "grounding":
+        job = sim.worker.job
+        if "bowl" not in seen and job is not None and job.ticket.priority == INTERNAL and job.phase is Phase.GROUNDING:
             seen["at"] = sim.clock.now()
             seen["bowl"] = sim.request(seen["at"], BOWL)
 
@@ -187,7 +188,7 @@ def test_stopping_a_track_during_its_regrounding_ends_it_without_a_trace():
     seen: dict = {}
 
     def probe() -> None:
-        job = sim.worker._job
+        job = sim.worker.job
         if "stopped" not in seen and job is not None and job.ticket.priority == INTERNAL:
             seen["stopped"] = sim.clock.now()
             sim.worker.stop(job.ticket.reseed)

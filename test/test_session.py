@@ -16,6 +16,7 @@ from test_tracker_helpers import one_torch_thread  # noqa: F401  (autouse: one t
 from sa2va_i_ros.runtime.frame_buffer import FrameBuffer
 from sa2va_i_ros.runtime.session import SegmentRequest, Session, Settings
 from sa2va_i_ros.runtime.worker import PerceptionWorker
+from sa2va_i_ros.runtime.worker.job import Phase
 from sa2va_i_ros.testing.simulation import SimClock
 from sa2va_i_ros.testing.tiny_sa2va import DEFAULT_ANSWER  # what the tiny checkpoint was built to say
 from sa2va_i_ros.tracking import TrackerConfig
@@ -228,7 +229,7 @@ def test_gap_policy_for_frames_that_arrive_during_grounding(engine, policy, expe
     d = Driver(engine, settings=Settings(gap_policy=policy))
     d.feed(0, 12)
     _, replies = d.submit(SegmentRequest(QUERY))
-    while d.worker._job is None or d.worker._job.phase != "grounding":
+    while d.worker.job is None or d.worker.job.phase is not Phase.GROUNDING:
         d.worker.run_once()
     d.feed(12, 18, run=False)  # the camera keeps publishing meanwhile
     d.worker.run_until_idle()

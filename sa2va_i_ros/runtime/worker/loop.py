@@ -1,0 +1,220 @@
+"""The scheduling loop: one unit of work per ``run_once``, live steps interleaved with background turns.
+
+A *live step* (every tracked object on the newest frame; frames that arrived
+since the last one and were not tracked are dropped and counted) runs whenever a
+new frame waits and objects are tracked. While a request is served, live steps
+alternate with *turns* of background work (``job.advance``), a turn lasting at
+least ``TURN_SHARE`` of a live step, so cheap steps share a turn and a tracked
+object waits at most one live step, a quarter of one and one background step.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from collections import deque
+from collections.abc import Callable
+
+from sa2va_i_ros.runtime.clock import Clock, MonotonicClock
+from sa2va_i_ros.runtime.frame_buffer import Frame
+from sa2va_i_ros.runtime.regrounding import Regrounder, RegroundPlan
+from sa2va_i_ros.runtime.scheduling import CostModel
+from sa2va_i_ros.runtime.session import SegmentReply, Session
+from sa2va_i_ros.runtime.worker import job as jobs
+from sa2va_i_ros.runtime.worker import regrounds
+from sa2va_i_ros.runtime.worker.intake import Intake, Record, Ticket
+from sa2va_i_ros.runtime.worker.tracks import NullEmitter, TrackRegistry
+
+TURN_SHARE = 0.25  # background time between two live steps, at least, as a share of a live step
+COUNTS = ("frames_in", "frames_live", "frames_dropped_stale", "frames_catch_up", "frames_thinned",
+          "requests", "requests_busy", "requests_failed", "longest_step_ms",
+          "reground_attempts", "reground_deferred", "regrounded", "reground_missed", "reground_gave_up")
+
+
+class WorkerLoop:
+    """The worker's state and its units of work; ``PerceptionWorker`` adds the thread and the callers' API."""
+
+    def __init__(self, session: Session, emitter=None, clock: Clock | None = None):
+        self.session = session
+        self.clock = clock or MonotonicClock()
+        self.costs = CostModel()
+        self.counts: dict[str, int] = dict.fromkeys(COUNTS, 0)
+        self.records: deque[Record] = deque(maxlen=100)
+        self.step_log: deque[tuple[str, float, float]] | None = None  # (kind, start, end), for the simulator
+        self.lock = threading.Condition()  # inbox, queue, settings changes, closed
+        self.intake = Intake()
+        self.regrounder = Regrounder(RegroundPlan(regrounds.reground_settings(session.settings)),
+                                     lambda *a: regrounds.submit(self, *a),
+                                     lambda track_id: regrounds.gave_up(self, track_id))
+        self.registry = TrackRegistry(emitter or NullEmitter(), self.regrounder.event)
+        self.job: jobs.Job | None = None
+        self.newest: Frame | None = None
+        self.closed = False
+        self._inbox: list[tuple[Frame | None, bool]] = []
+        self._presence_dirty = False
+        self._since_live = 0  # frames that arrived since the last live step while objects were tracked
+        self._turn: float | None = None  # background seconds since the last live step
+
+    @property
+    def tracks(self) -> dict[int, str]:
+        """Announced tracks (tracked or catching up) and their queries."""
+        return self.registry.live()
+
+    @property
+    def newest_header(self):
+        """Header of the newest frame handed over (None before the first)."""
+        newest = self.newest
+        return newest.header if newest is not None else None
+
+    # -- one unit of work ---------------------------------------------------------------------------------
+    def run_once(self) -> bool:
+        """Do one unit of work; False when there was nothing to do."""
+        with self.lock:
+            if self.closed:
+                return False
+            arrived, self._inbox = self._inbox, []
+            presence, self._presence_dirty = self._presence_dirty, False
+        self._apply_stops()
+        if presence:
+            job = self.job
+            self.session.set_presence(also=job.catch_up.prepared if job and job.catch_up else ())
+        for frame, reset in arrived:
+            self._arrived(frame, reset)
+        background = self.job is not None or bool(self.intake)
+        if self._live_ready() and not (background and self._turn_open()):
+            self._timed("live", self._live_step)
+            self._turn = 0.0
+            self.regrounder.frame(self.newest.stamp_ns, self.tracks)  # may queue a re-grounding
+            return True
+        if background:
+            t0 = self.clock.now()
+            self._timed("background", self._background_step)
+            self._turn = (self._turn or 0.0) + self.clock.now() - t0
+            return True
+        return bool(arrived) or presence
+
+    def run_until_idle(self, max_steps: int = 1_000_000) -> int:
+        """Run units until none is left (synchronous use: tests, tools); returns how many ran."""
+        for n in range(max_steps):
+            if not self.run_once():
+                return n
+        raise RuntimeError(f"still busy after {max_steps} steps")
+
+    def _has_work(self) -> bool:
+        return bool(self._inbox) or bool(self.intake) or self.job is not None or self._presence_dirty \
+            or bool(self.registry.stopping) or self._live_ready()
+
+    def _live_ready(self) -> bool:
+        newest = self.newest
+        return newest is not None and bool(self.session.tracker.object_ids) \
+            and newest.stamp_ns > self.session._last_step_ns
+
+    def _turn_open(self) -> bool:
+        """Whether background work goes on before the next live step.
+
+        After a live step, background steps run until they have used a quarter of
+        a live step's time (so cheap steps, such as prompted frames of a catch-up
+        or one frame's preprocessing, do not each cost a live step), then the live
+        step comes: a tracked object waits at most one live step, this quarter and
+        one background step.
+        """
+        if self._turn is None:
+            return False  # no live step yet since the background work began: the live step first
+        live = self.costs.step_s(len(self.session.tracker.object_ids)) or 0.0
+        return self._turn < TURN_SHARE * live
+
+    def _timed(self, kind: str, work: Callable[[], None]) -> None:
+        t0 = self.clock.now()
+        work()
+        t1 = self.clock.now()
+        self.counts["longest_step_ms"] = max(self.counts["longest_step_ms"], round((t1 - t0) * 1e3))
+        if self.step_log is not None:
+            self.step_log.append((kind, t0, t1))
+
+    def _arrived(self, frame: Frame | None, reset: bool) -> None:
+        job = self.job
+        if reset:  # the camera's clock restarted: outputs restart from the new stamps
+            self.session.clock_reset()
+            self.registry.restart_order()
+            if frame is not None:  # re-grounding waits start over on the new clock
+                self.regrounder.plan.restart(frame.stamp_ns)
+            if job is not None and job.catch_up is not None:
+                job.catch_up.frozen = True  # it ends on the frames of the old clock
+        if frame is None:  # clear_frames()
+            self.newest = None
+            return
+        if job is not None and job.catch_up is not None and not job.catch_up.frozen:
+            self.counts["frames_thinned"] += job.catch_up.add(frame)
+        elif job is not None and job.holds_frames:
+            job.held.append(frame)
+        if self.session.tracker.object_ids:
+            self._since_live += 1
+        self.newest = frame
+
+    def _live_step(self) -> None:
+        frame, objects = self.newest, len(self.session.tracker.object_ids)
+        self.counts["frames_dropped_stale"] += max(0, self._since_live - 1)
+        self._since_live = 0
+        t0 = self.clock.now()
+        out = self.session.live_step(frame)
+        self.costs.tracked(self.clock.now() - t0, objects)
+        if out is None:
+            return
+        self.counts["frames_live"] += 1
+        self.registry.publish(out, frame)
+        now = self.clock.now()
+        ids = {o.track_id for o in out.objects}
+        for rec in self.records:
+            if rec.joined is not None and rec.first_live is None and ids & set(rec.track_ids):
+                rec.first_live = now
+
+    def _apply_stops(self) -> None:
+        stopping = self.registry.stops_pending()
+        if not stopping:
+            return
+        for i in stopping & set(self.session.tracker.object_ids):
+            self.session.stop(i)
+        job = self.job
+        cu = job.catch_up if job is not None else None
+        if cu is not None and {p.obj_id for p in cu.prepared} & stopping:
+            self.session.forget(cu, only=stopping)  # the request's other objects go on
+            if not cu.prepared:
+                self.end_job(SegmentReply(False, "stopped with ~/stop_tracking before it joined the live stream",
+                                          track_id=job.record.track_ids[0], track_ids=list(job.record.track_ids)))
+        self.registry.stopped(stopping)
+
+    def _background_step(self) -> None:
+        job = self.job
+        if job is not None and regrounds.preempt(self, job):
+            job = None
+        if job is None:
+            with self.lock:
+                ticket = self.intake.pop()
+            job = self.job = jobs.Job(ticket, ticket.record)
+            job.record.started = self.clock.now()
+        jobs.advance(self, job)
+
+    # -- answers ------------------------------------------------------------------------------------------
+    def end_job(self, reply: SegmentReply) -> None:
+        job, self.job = self.job, None
+        if job is not None:
+            self.finish(job.ticket, reply)
+
+    def finish(self, ticket: Ticket, reply: SegmentReply) -> None:
+        """Answer a ticket: ``on_reply`` unless it was answered already, then ``on_done`` (once)."""
+        if ticket.done:
+            return
+        ticket.done = True
+        reply.timing_ms.setdefault("total", (self.clock.now() - ticket.submitted) * 1e3)
+        if ticket.reply is None:
+            ticket.reply = reply
+            self.call(ticket.on_reply, reply)
+        if ticket.on_done is not None:
+            self.call(ticket.on_done, reply)
+
+    @staticmethod
+    def call(callback, *args) -> None:
+        try:
+            callback(*args)
+        except Exception:  # a caller's callback must not break the worker
+            traceback.print_exc()
