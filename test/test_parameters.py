@@ -21,7 +21,7 @@ def test_config_and_readme_are_the_generated_ones():
     """dev/param_docs.py writes both from the declarations; nothing was edited by hand since."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("param_docs", ROOT / "tools" / "param_docs.py")
+    spec = importlib.util.spec_from_file_location("param_docs", ROOT / "dev" / "param_docs.py")
     docs = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(docs)
     assert (ROOT / "config" / "segment.yaml").read_text() == docs.config_yaml()
