@@ -18,8 +18,8 @@ from sa2va_i_ros.errors import Cancelled, Sa2VAError
 from sa2va_i_ros.runtime.catch_up import CatchUp
 from sa2va_i_ros.runtime.scheduling import affordable_frames
 from sa2va_i_ros.runtime.session import FrameOutput, Grounding
-from sa2va_i_ros.runtime.worker import outcomes
 from sa2va_i_ros.runtime.worker.intake import Record, Ticket
+from sa2va_i_ros.runtime.worker.outcomes import abandon, join, rejoin, reply
 
 if TYPE_CHECKING:
     from sa2va_i_ros.runtime.worker.worker import PerceptionWorker
@@ -56,9 +56,9 @@ def advance(w: PerceptionWorker, job: Job) -> None:
             raise Cancelled(f"cancelled while {'queued' if job.phase is Phase.START else job.phase.value}")
         PHASES[job.phase](w, job)
     except Cancelled as exc:
-        outcomes.abandon(w, job, f"cancelled ({exc})")
+        abandon(w, job, f"cancelled ({exc})")
     except Sa2VAError as exc:
-        outcomes.abandon(w, job, str(exc))
+        abandon(w, job, str(exc))
 
 
 def start(w: PerceptionWorker, job: Job) -> None:
@@ -123,20 +123,20 @@ def catch_up(w: PerceptionWorker, job: Job) -> None:
     out = w.session.output(step.result, step.frame.size)
     if ticket.reseed:  # the lost track goes on live meanwhile: nothing of the re-seeded one goes out yet
         if cu.done:
-            outcomes.rejoin(w, job, out, step.frame)
+            rejoin(w, job, out, step.frame)
         return
     if job.announced:
         _catch_up_output(w, job, out, step.frame)
     else:
         job.pending_events += [(out.header, step.frame.stamp_ns, *e) for e in out.events]
     if step.window_end:
-        outcomes.reply(w, job, out)
+        reply(w, job, out)
         if not ticket.request.track:
             w.session.forget(cu)
             w.end_job(ticket.reply)
             return
     if cu.done and job.announced:
-        outcomes.join(w, job)
+        join(w, job)
 
 
 PHASES = {Phase.START: start, Phase.GROUNDING: ground, Phase.SEEDING: seed, Phase.CATCHING_UP: catch_up}

@@ -20,9 +20,9 @@ from sa2va_i_ros.runtime.frame_buffer import Frame
 from sa2va_i_ros.runtime.regrounding import Regrounder, RegroundPlan
 from sa2va_i_ros.runtime.scheduling import CostModel
 from sa2va_i_ros.runtime.session import SegmentReply, Session
-from sa2va_i_ros.runtime.worker import job as jobs
-from sa2va_i_ros.runtime.worker import regrounds
 from sa2va_i_ros.runtime.worker.intake import Intake, Record, Ticket
+from sa2va_i_ros.runtime.worker.job import Job, advance
+from sa2va_i_ros.runtime.worker.regrounds import gave_up, preempt, reground_settings, submit
 from sa2va_i_ros.runtime.worker.tracks import NullEmitter, TrackRegistry
 
 TURN_SHARE = 0.25  # background time between two live steps, at least, as a share of a live step
@@ -43,11 +43,11 @@ class WorkerLoop:
         self.step_log: deque[tuple[str, float, float]] | None = None  # (kind, start, end), for the simulator
         self.lock = threading.Condition()  # inbox, queue, settings changes, closed
         self.intake = Intake()
-        self.regrounder = Regrounder(RegroundPlan(regrounds.reground_settings(session.settings)),
-                                     lambda *a: regrounds.submit(self, *a),
-                                     lambda track_id: regrounds.gave_up(self, track_id))
+        self.regrounder = Regrounder(RegroundPlan(reground_settings(session.settings)),
+                                     lambda *a: submit(self, *a),
+                                     lambda track_id: gave_up(self, track_id))
         self.registry = TrackRegistry(emitter or NullEmitter(), self.regrounder.event)
-        self.job: jobs.Job | None = None
+        self.job: Job | None = None
         self.newest: Frame | None = None
         self.closed = False
         self._inbox: list[tuple[Frame | None, bool]] = []
@@ -185,14 +185,14 @@ class WorkerLoop:
 
     def _background_step(self) -> None:
         job = self.job
-        if job is not None and regrounds.preempt(self, job):
+        if job is not None and preempt(self, job):
             job = None
         if job is None:
             with self.lock:
                 ticket = self.intake.pop()
-            job = self.job = jobs.Job(ticket, ticket.record)
+            job = self.job = Job(ticket, ticket.record)
             job.record.started = self.clock.now()
-        jobs.advance(self, job)
+        advance(self, job)
 
     # -- answers ------------------------------------------------------------------------------------------
     def end_job(self, reply: SegmentReply) -> None:

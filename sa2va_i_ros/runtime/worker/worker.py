@@ -17,9 +17,9 @@ from typing import Any
 from sa2va_i_ros.errors import Sa2VAError
 from sa2va_i_ros.runtime.clock import Clock
 from sa2va_i_ros.runtime.session import FrameIn, SegmentReply, SegmentRequest, Session
-from sa2va_i_ros.runtime.worker import regrounds
 from sa2va_i_ros.runtime.worker.intake import USER, Ticket
 from sa2va_i_ros.runtime.worker.loop import WorkerLoop
+from sa2va_i_ros.runtime.worker.regrounds import reground_settings
 
 
 class PerceptionWorker(WorkerLoop):
@@ -107,7 +107,7 @@ class PerceptionWorker(WorkerLoop):
             if {"presence_threshold", "lost_after_frames", "found_after_frames"} & set(changes):
                 self._presence_dirty = True
             if any(k.startswith("reground_") for k in changes):
-                self.regrounder.plan.configure(regrounds.reground_settings(self.session.settings))
+                self.regrounder.plan.configure(reground_settings(self.session.settings))
 
     def is_visible(self, track_id: int) -> bool:
         """The presence state of a track (a track still catching up counts its own frames)."""
