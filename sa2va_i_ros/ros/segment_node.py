@@ -21,13 +21,10 @@ carries the source frame's header.
 from __future__ import annotations
 
 import contextlib
-import functools
 import gc
-import inspect
 import itertools
 import threading
 import time
-import traceback
 
 import numpy as np
 import rclpy
@@ -49,6 +46,7 @@ from sa2va_i_ros.imaging.geometry import GeometryError
 from sa2va_i_ros.imaging.image_codec import ImageDecodeError
 from sa2va_i_ros.msg import Timing, TrackedObjectArray, TrackEvent
 from sa2va_i_ros.ros import conversions as conv
+from sa2va_i_ros.ros.callbacks import count_internal_error, guarded, while_up
 from sa2va_i_ros.ros.camera_inputs import camera_subscriptions, depth_subscriptions
 from sa2va_i_ros.ros.depth_pairing import DepthPairer
 from sa2va_i_ros.ros.diagnostics import ERROR, OK, WARN, Percentiles, RateMeter, diagnostic_array, status
@@ -103,54 +101,6 @@ def _tracker_settings(p: dict, device: str, dtype: str):
 def make_executor(context=None) -> MultiThreadedExecutor:
     """The executor the node runs in (tests use this one too: production thread count)."""
     return MultiThreadedExecutor(num_threads=EXECUTOR_THREADS, context=context)
-
-
-def guarded(callback):
-    """Keep the node alive whatever a callback raises: log it, count it, answer what can be answered.
-
-    An exception escaping a callback would stop rclpy's executor and with it the
-    node; bad input is handled inside the callbacks, this is the last line for bugs.
-    Works for plain and coroutine callbacks.
-    """
-    def fail(self, args, exc):
-        if not self.context.ok():
-            return None  # shutting down (SIGINT): publishers are already gone
-        self._counts["internal errors"] = self._counts.get("internal errors", 0) + 1
-        self.get_logger().error(f"{callback.__name__} failed: {exc!r}\n{traceback.format_exc()}")
-        if len(args) == 2 and hasattr(args[1], "success"):  # a service: answer with the error
-            args[1].success, args[1].message = False, f"internal error: {exc!r}"
-            return args[1]
-        return None
-
-    if inspect.iscoroutinefunction(callback):
-        @functools.wraps(callback)
-        async def async_wrapper(self, *args):
-            try:
-                return await callback(self, *args)
-            except Exception as exc:  # the node must survive anything a callback meets
-                return fail(self, args, exc)
-        return async_wrapper
-
-    @functools.wraps(callback)
-    def wrapper(self, *args):
-        try:
-            return callback(self, *args)
-        except Exception as exc:  # the node must survive anything a callback meets
-            return fail(self, args, exc)
-    return wrapper
-
-
-def while_up(method):
-    """Publishing from the worker thread while the process shuts down (SIGINT) is dropped quietly."""
-    @functools.wraps(method)
-    def wrapper(self, *args):
-        try:
-            return method(self, *args)
-        except Exception:
-            if not self.context.ok():
-                return None
-            raise
-    return wrapper
 
 
 class SegmentNode(LifecycleNode):
@@ -546,8 +496,7 @@ class SegmentNode(LifecycleNode):
         try:
             return await self._run_action(goal_handle)
         except Exception as exc:  # as guarded(): the node survives, the goal is aborted with the reason
-            self._counts["internal errors"] = self._counts.get("internal errors", 0) + 1
-            self.get_logger().error(f"segment_and_track failed: {exc!r}\n{traceback.format_exc()}")
+            count_internal_error(self, "segment_and_track", exc)
             goal_handle.abort()
             return SegmentAndTrack.Result(success=False, message=f"internal error: {exc!r}")
 
