@@ -44,7 +44,7 @@ from visualization_msgs.msg import MarkerArray
 from sa2va_i_ros.action import SegmentAndTrack
 from sa2va_i_ros.imaging.geometry import GeometryError
 from sa2va_i_ros.imaging.image_codec import ImageDecodeError
-from sa2va_i_ros.msg import Timing, TrackedObjectArray, TrackEvent
+from sa2va_i_ros.msg import TrackedObjectArray, TrackEvent
 from sa2va_i_ros.ros import conversions as conv
 from sa2va_i_ros.ros.callbacks import count_internal_error, guarded, while_up
 from sa2va_i_ros.ros.camera_inputs import camera_subscriptions, depth_subscriptions
@@ -53,8 +53,9 @@ from sa2va_i_ros.ros.diagnostics import ERROR, OK, WARN, Percentiles, RateMeter,
 from sa2va_i_ros.ros.markers import MarkerBook
 from sa2va_i_ros.ros.outputs import frame_messages
 from sa2va_i_ros.ros.parameters import BY_NAME, check_together, check_value, declare_all, read_all
+from sa2va_i_ros.ros.replies import fill_reply, fill_stopped, mark_cancelled, segment_request
 from sa2va_i_ros.runtime.frame_buffer import FrameBuffer
-from sa2va_i_ros.runtime.session import SegmentRequest, Settings
+from sa2va_i_ros.runtime.session import Settings
 from sa2va_i_ros.runtime.transport_gate import TransportGate
 from sa2va_i_ros.srv import Segment, StopTracking
 
@@ -442,32 +443,9 @@ class SegmentNode(LifecycleNode):
         future.add_done_callback(lambda _: None)  # scheduling this callback is what wakes the executor
         return future
 
-    def _request(self, goal) -> SegmentRequest:
-        return SegmentRequest(query=goal.query, num_frames=int(goal.num_frames), sampling=goal.sampling,
-                              prompt_frames=goal.prompt_frames, track=bool(goal.track),
-                              window_sec=float(goal.window_sec))
-
     def _not_serving(self) -> str:
         state = "not configured" if self.worker is None else "not active"
         return f"the node is {state}: configure and activate it first"
-
-    def _fill(self, response, reply) -> None:
-        response.success, response.message = reply.success, reply.message
-        response.track_id = reply.track_id  # the first of track_ids
-        response.track_ids = [int(i) for i in reply.track_ids]
-        response.answer = reply.answer
-        response.window_frames = reply.window_frames
-        response.sampled_indices = [int(i) for i in reply.sampled_indices]
-        response.sampled_stamps = [h.stamp for h in reply.sampled_headers]
-        ids = list(reply.track_ids) + [0] * len(reply.objects)  # track false: objects without a track (id 0)
-        response.objects = [conv.tracked_object_msg(o.header, i, o.query, o.score, o.visible, o.mask, None)
-                            for i, o in zip(ids, reply.objects, strict=False)]
-        if response.objects:
-            response.object = response.objects[0]
-        t = reply.timing_ms
-        response.timing = Timing(queue_ms=t.get("queue", 0.0), preprocess_ms=t.get("preprocess", 0.0),
-                                 language_ms=t.get("language", 0.0), decode_ms=t.get("decode", 0.0),
-                                 propagate_ms=t.get("propagate", 0.0), total_ms=t.get("total", 0.0))
 
     @guarded
     async def _on_segment(self, request: Segment.Request, response: Segment.Response) -> Segment.Response:
@@ -476,9 +454,9 @@ class SegmentNode(LifecycleNode):
             response.success, response.message = False, self._not_serving()
             return response
         answered = self._future()
-        worker.submit(self._request(request), on_reply=answered.set_result)
+        worker.submit(segment_request(request), on_reply=answered.set_result)
         reply = await answered
-        self._fill(response, reply)
+        fill_reply(response, reply)
         if reply.success:
             self.get_logger().info(f"segment {request.query[:80]!r}: track {reply.track_ids or 0}")
         else:  # (rclpy ties a severity to each call site)
@@ -515,7 +493,7 @@ class SegmentNode(LifecycleNode):
 
         finished = self._future()
         key = bytes(goal_handle.goal_id.uuid)
-        self._goals[key] = ticket = worker.submit(self._request(goal_handle.request),
+        self._goals[key] = ticket = worker.submit(segment_request(goal_handle.request),
                                                   on_reply=lambda r: answered.extend(r.track_ids),
                                                   on_done=finished.set_result, progress=progress)
         if goal_handle.is_cancel_requested:  # cancelled before the ticket was known
@@ -524,13 +502,12 @@ class SegmentNode(LifecycleNode):
             reply = await finished
         finally:
             self._goals.pop(key, None)
-        self._fill(result, reply)
+        fill_reply(result, reply)
         if goal_handle.is_cancel_requested:
             for track_id in reply.track_ids if reply.success else ():  # they joined just before the cancel: undo
                 with contextlib.suppress(ValueError):  # already stopped                      (STOPPED is sent)
                     worker.stop(track_id)
-            result.success, result.message, result.track_id = False, reply.message or "cancelled", 0
-            result.track_ids = []
+            mark_cancelled(result, reply)
             goal_handle.canceled()
         elif reply.success:
             goal_handle.succeed()
@@ -549,8 +526,7 @@ class SegmentNode(LifecycleNode):
         except ValueError as exc:
             response.success, response.message = False, str(exc)
             return response
-        response.success, response.stopped_ids = True, stopped
-        response.message = f"stopped {stopped}" if stopped else "nothing was tracked"
+        fill_stopped(response, stopped)
         return response
 
     # -- diagnostics ----------------------------------------------------------------------------
