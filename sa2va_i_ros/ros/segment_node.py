@@ -21,7 +21,6 @@ carries the source frame's header.
 from __future__ import annotations
 
 import contextlib
-import gc
 import itertools
 import threading
 import time
@@ -51,52 +50,20 @@ from sa2va_i_ros.ros.camera_inputs import camera_subscriptions, depth_subscripti
 from sa2va_i_ros.ros.depth_pairing import DepthPairer
 from sa2va_i_ros.ros.diagnostics import ERROR, OK, WARN, Percentiles, RateMeter, diagnostic_array, status
 from sa2va_i_ros.ros.markers import MarkerBook
+from sa2va_i_ros.ros.model_loading import SESSION_SETTINGS, free_memory, load_session
 from sa2va_i_ros.ros.outputs import frame_messages
 from sa2va_i_ros.ros.parameters import BY_NAME, check_together, check_value, declare_all, read_all
 from sa2va_i_ros.ros.replies import fill_reply, fill_stopped, mark_cancelled, segment_request
-from sa2va_i_ros.runtime.frame_buffer import FrameBuffer
-from sa2va_i_ros.runtime.session import Settings
 from sa2va_i_ros.runtime.transport_gate import TransportGate
+from sa2va_i_ros.runtime.worker import PerceptionWorker
 from sa2va_i_ros.srv import Segment, StopTracking
 
-SESSION_SETTINGS = ("num_frames", "max_num_frames", "sampling", "prompt_frames", "max_query_chars",
-                    "max_queued_requests", "max_tracks", "gap_policy", "max_new_tokens", "max_catch_up_sec",
-                    "prefill_chunk_tokens", "vision_frames_per_step", "presence_threshold", "lost_after_frames",
-                    "found_after_frames", "reground_after_sec", "reground_max_attempts", "reground_backoff",
-                    "reground_window_sec", "sasasa2va_mode")
 EVENT_KINDS = {"started": TrackEvent.STARTED, "lost": TrackEvent.LOST, "found": TrackEvent.FOUND,
                "stopped": TrackEvent.STOPPED, "regrounded": TrackEvent.REGROUNDED, "gave_up": TrackEvent.GAVE_UP}
 EXECUTOR_THREADS = 4
 # Requests are taken from DDS at once and queued in the worker (or answered busy), so the service queues
 # only have to hold a burst: deep enough for several clients' largest bursts, none left unanswered.
 REQUEST_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-
-
-def _tracker_settings(p: dict, device: str, dtype: str):
-    """The tracker model and config the parameters ask for; ValueError for what cannot run here.
-
-    Checked before the checkpoint loads: an unknown model, weights for the
-    ``checkpoint`` tracker, reduced precision on a CPU, or a speed path this
-    device lacks (compile, channels-last on a CPU; compile without triton).
-    """
-    import torch
-
-    from sa2va_i_ros.model.device import resolve_dtype
-    from sa2va_i_ros.tracking import TrackerChoice, TrackerConfig
-    from sa2va_i_ros.tracking.fast import resolve_fast_paths
-
-    choice = TrackerChoice(p["tracker_model"], p["tracker_weights"])
-    tracker_dtype = resolve_dtype(dtype if p["tracker_dtype"] == "auto" else p["tracker_dtype"], torch.device(device))
-    fast = resolve_fast_paths(p["tracker_compile"], p["tracker_channels_last"], torch.device(device))
-    off = [name for name, on in (("tracker_compile", fast.compile), ("tracker_channels_last", fast.channels_last))
-           if p[name] and not on]
-    if off:
-        raise ValueError(f"{' and '.join(off)} cannot run on device {device} ({'; '.join(fast.notes)}): set "
-                         f"{'them' if len(off) > 1 else 'it'} false")
-    config = TrackerConfig(dtype=tracker_dtype, threshold=p["presence_threshold"], lost_after=p["lost_after_frames"],
-                           found_after=p["found_after_frames"], compile=p["tracker_compile"],
-                           channels_last=p["tracker_channels_last"])
-    return choice, config
 
 
 def make_executor(context=None) -> MultiThreadedExecutor:
@@ -166,38 +133,15 @@ class SegmentNode(LifecycleNode):
         p = read_all(self)
         self._model_state = "loading"
         try:
-            why = check_together(p)
-            if why:
-                raise ValueError(why)
-            from sa2va_i_ros.grounding.kinds import load_grounding_engine
-            from sa2va_i_ros.model.device import resolve_auto
-            from sa2va_i_ros.runtime.session import Session
-            from sa2va_i_ros.runtime.worker import PerceptionWorker
-
-            device, dtype = resolve_auto(p["device"], p["dtype"])
-            choice, tracker_config = _tracker_settings(p, device, dtype)  # refused before the model loads
-            t0 = time.perf_counter()
-            # Sa2VA / Sa2VA-i or SaSaSa2VA, by the checkpoint's config.json (model_type)
-            engine = load_grounding_engine(p["model"], device=device, dtype=dtype,
-                                           original_sam2=p["original_sam2"] or None,
-                                           revision=p["model_revision"] or None, lm_devices=p["lm_devices"] or None,
-                                           tracker=choice)
-            buffer = FrameBuffer(max_frames=p["buffer_max_frames"], max_seconds=p["buffer_max_seconds"],
-                                 max_bytes=p["buffer_max_megabytes"] << 20, downscale=p["buffer_downscale"] or None)
-            session = Session(engine, buffer, tracker_config, Settings(**{k: p[k] for k in SESSION_SETTINGS}),
-                              track_ids=self._track_ids, tracker_model=choice)
-            if session.tracker.fast_paths.compile:
-                session.tracker.warm_up()  # compiled here, not during the first query
+            loaded = load_session(p, self._track_ids)
         except Exception as exc:  # anything (ImportError, out of memory, a bug): unconfigured, with the reason
             self._model_state = f"configure failed: {exc!r}" if not str(exc) else f"configure failed: {exc}"
             self.get_logger().error(f"configure failed, node stays unconfigured: {self._model_state[18:]}")
-            _free_memory()
+            free_memory()
             return TransitionCallbackReturn.FAILURE
-        self.session = session
-        self.worker = PerceptionWorker(session, self)
-        self._model_state = (f"loaded {p['model']} ({engine.kind}) on {device}/{dtype} in "
-                             f"{time.perf_counter() - t0:.1f} s; tracker {choice.model} in {tracker_config.dtype}"
-                             .replace("torch.", ""))
+        self.session = loaded.session
+        self.worker = PerceptionWorker(loaded.session, self)
+        self._model_state = loaded.summary
         self.get_logger().info(self._model_state)
         # reliable and deep: when a track starts, the frames that arrived during grounding may come out in
         # one burst; a KEEP_LAST history shorter than that burst drops outputs a consumer has not acked
@@ -272,7 +216,7 @@ class SegmentNode(LifecycleNode):
         self._pubs = {}
         self._pairer.clear()
         self._camera_info = None
-        _free_memory()
+        free_memory()
 
     # -- parameters -----------------------------------------------------------------------------
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
@@ -576,17 +520,6 @@ def _camera_rgb(frame) -> np.ndarray:
     from sa2va_i_ros.runtime.catch_up import resized
 
     return resized(frame.rgb, frame.size)
-
-
-def _free_memory() -> None:
-    gc.collect()
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:
-        pass
 
 
 def main(args=None) -> int:
