@@ -1,8 +1,8 @@
 """The segment node: a lifecycle node wiring ROS topics, services and the action to a ``PerceptionWorker``.
 
-* configure: load the checkpoint (any failure fails the transition with the
-  reason logged; the node stays up and can be configured again), create the
-  frame buffer, the session, the worker thread and the lifecycle publishers;
+* configure: load the checkpoint (``model_loading``; any failure fails the
+  transition with the reason logged; the node stays up and can be configured
+  again), create the worker thread and the lifecycle publishers;
 * activate: subscribe to ``image`` (+ ``depth`` and ``camera_info`` with
   ``use_depth``); the lifecycle publishers go live; deactivate: the reverse;
 * cleanup/shutdown: the worker answers every request under way and sends
@@ -11,21 +11,20 @@
 
 Callbacks never wait on the model: the image callback hands the frame to the
 worker, requests are queued to it (services and the action are coroutines that
-await its answer without holding an executor thread), and the worker publishes
-what it produces through ``output``/``event``. Services ``~/segment`` and
-``~/stop_tracking`` and the action ``~/segment_and_track`` exist from start-up
-and answer with a clear message while the node is not active. Every output
-carries the source frame's header.
+await its answer without holding an executor thread; ``replies`` converts
+them), and the worker publishes what it produces through the node's
+``FramePublisher``. Services ``~/segment`` and ``~/stop_tracking`` and the
+action ``~/segment_and_track`` exist from start-up and answer with a clear
+message while the node is not active. Every output carries the source frame's
+header.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
-import threading
 import time
 
-import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
@@ -36,30 +35,23 @@ from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data, qos_profile_system_default
 from rclpy.task import Future
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
-from visualization_msgs.msg import MarkerArray
 
 from sa2va_i_ros.action import SegmentAndTrack
-from sa2va_i_ros.imaging.geometry import GeometryError
 from sa2va_i_ros.imaging.image_codec import ImageDecodeError
-from sa2va_i_ros.msg import TrackedObjectArray, TrackEvent
 from sa2va_i_ros.ros import conversions as conv
-from sa2va_i_ros.ros.callbacks import count_internal_error, guarded, while_up
+from sa2va_i_ros.ros.callbacks import count_internal_error, guarded
 from sa2va_i_ros.ros.camera_inputs import camera_subscriptions, depth_subscriptions
-from sa2va_i_ros.ros.depth_pairing import DepthPairer
-from sa2va_i_ros.ros.diagnostics import ERROR, OK, WARN, Percentiles, RateMeter, diagnostic_array, status
-from sa2va_i_ros.ros.markers import MarkerBook
+from sa2va_i_ros.ros.diagnostics import ERROR, OK, WARN, RateMeter, diagnostic_array, status
+from sa2va_i_ros.ros.frame_publisher import FramePublisher
 from sa2va_i_ros.ros.model_loading import SESSION_SETTINGS, free_memory, load_session
-from sa2va_i_ros.ros.outputs import frame_messages
 from sa2va_i_ros.ros.parameters import BY_NAME, check_together, check_value, declare_all, read_all
 from sa2va_i_ros.ros.replies import fill_reply, fill_stopped, mark_cancelled, segment_request
 from sa2va_i_ros.runtime.transport_gate import TransportGate
 from sa2va_i_ros.runtime.worker import PerceptionWorker
 from sa2va_i_ros.srv import Segment, StopTracking
 
-EVENT_KINDS = {"started": TrackEvent.STARTED, "lost": TrackEvent.LOST, "found": TrackEvent.FOUND,
-               "stopped": TrackEvent.STOPPED, "regrounded": TrackEvent.REGROUNDED, "gave_up": TrackEvent.GAVE_UP}
 EXECUTOR_THREADS = 4
 # Requests are taken from DDS at once and queued in the worker (or answered busy), so the service queues
 # only have to hold a burst: deep enough for several clients' largest bursts, none left unanswered.
@@ -72,6 +64,8 @@ def make_executor(context=None) -> MultiThreadedExecutor:
 
 
 class SegmentNode(LifecycleNode):
+    """Lifecycle transitions, subscriptions, services and the action; outputs go out through ``frame_publisher``."""
+
     def __init__(self, name: str = "sa2va_i", **kwargs):
         super().__init__(name, **kwargs)
         declare_all(self)
@@ -82,20 +76,10 @@ class SegmentNode(LifecycleNode):
         self.exit_requested = Future()  # done after the shutdown transition: main() exits
         self._track_ids = itertools.count(1)  # unique for the node's lifetime, across cleanups
         self._subs: list = []
-        self._pubs: dict = {}
-        self._camera_info: CameraInfo | None = None
-        self._pairer = DepthPairer()
-        self._use_depth = False
         self._gate: TransportGate | None = None  # image_transport both: the first copy of a frame wins
-        self._markers = MarkerBook()
-        self._out_lock = threading.Lock()  # the depth pairer: worker thread and depth callbacks
         self._counts: dict[str, int] = {}
         self.images_received = 0  # image callbacks done (whatever became of the image)
-        self._in_rate, self._out_rate = RateMeter(), RateMeter()
-        self._last_lag_ms = float("nan")
-        self._last_output_ns = -1  # stamp of the newest objects message published (-1: none yet)
-        self._callback_ms: dict[int, float] = {}  # stamp -> image callback time (decode + hand-over), recent
-        self._overhead_ms = Percentiles()  # per published frame: its image callback + building its messages
+        self._in_rate = RateMeter()
         self._model_state = "unconfigured"
         self._goals: dict[bytes, object] = {}  # action goal id -> worker ticket (for cancel)
         self._frames_group = MutuallyExclusiveCallbackGroup()
@@ -111,11 +95,8 @@ class SegmentNode(LifecycleNode):
                                     cancel_callback=self._on_cancel, callback_group=self._requests_group,
                                     goal_service_qos_profile=REQUEST_QOS, result_service_qos_profile=REQUEST_QOS,
                                     cancel_service_qos_profile=REQUEST_QOS)
-        self._events_pub = self.create_publisher(TrackEvent, "~/events", QoSProfile(depth=100))
-        # a plain publisher, as ~/events: a track's DELETE markers must reach RViz whenever it ends (cleanup
-        # and deactivate included), not only while the lifecycle publishers are active
-        self._markers_pub = self.create_publisher(MarkerArray, "~/markers",
-                                                  QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+        # ~/events and ~/markers now, the data topics on configure; the worker publishes through it
+        self.frame_publisher = FramePublisher(self, self._count)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(self.get_parameter("diagnostics_period").value, self._publish_diagnostics,
                                              callback_group=self._diag_group)
@@ -140,18 +121,10 @@ class SegmentNode(LifecycleNode):
             free_memory()
             return TransitionCallbackReturn.FAILURE
         self.session = loaded.session
-        self.worker = PerceptionWorker(loaded.session, self)
+        self.worker = PerceptionWorker(loaded.session, self.frame_publisher)
         self._model_state = loaded.summary
         self.get_logger().info(self._model_state)
-        # reliable and deep: when a track starts, the frames that arrived during grounding may come out in
-        # one burst; a KEEP_LAST history shorter than that burst drops outputs a consumer has not acked
-        reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-        self._pubs = {
-            "objects": self.create_lifecycle_publisher(TrackedObjectArray, "~/objects", reliable),
-            "mask": self.create_lifecycle_publisher(Image, "~/mask", reliable),
-            "points": self.create_lifecycle_publisher(PointCloud2, "~/object_points", reliable),
-            "overlay": self.create_lifecycle_publisher(Image, "~/overlay", reliable),
-        }
+        self.frame_publisher.create_publishers()
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state) -> TransitionCallbackReturn:
@@ -165,14 +138,13 @@ class SegmentNode(LifecycleNode):
         g, transport = self._frames_group, p["image_transport"]
         self._gate = TransportGate() if transport == "both" else None
         self._subs = camera_subscriptions(self, transport, self._on_image, profile, g)
+        self.frame_publisher.start(p["use_depth"], p["depth_sync_tolerance"], p["depth_wait"])
         if p["use_depth"]:
-            self._pairer = DepthPairer(round(p["depth_sync_tolerance"] * 1e9), p["depth_wait"])
             d = self._depth_group
             self._subs += [*depth_subscriptions(self, transport, self._on_depth, profile, d),
                            self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, 10,
                                                     callback_group=d),
                            self.create_timer(0.02, self._expire_pending, callback_group=d)]
-        self._use_depth = p["use_depth"]
         self.active = True
         self.get_logger().info(f"active: image QoS {p['image_qos']}, transport {transport}, "
                                f"depth {'on' if p['use_depth'] else 'off'}")
@@ -186,9 +158,7 @@ class SegmentNode(LifecycleNode):
             else:
                 self.destroy_subscription(entity)
         self._subs = []
-        with self._out_lock:
-            self._publish_ready(self._pairer.flush())
-            self._publish_markers(self._markers.clear(self._newest_header()))  # no more outputs: RViz forgets
+        self.frame_publisher.stop(self._newest_header())
         return super().on_deactivate(state)
 
     def on_cleanup(self, state) -> TransitionCallbackReturn:
@@ -208,15 +178,15 @@ class SegmentNode(LifecycleNode):
         worker, self.worker = self.worker, None
         if worker is not None:
             worker.close(f"{reason} while this request was served")  # STOPPED (and DELETE markers) per track
-        with self._out_lock:
-            self._publish_markers(self._markers.clear(self._newest_header(worker)))
+        self.frame_publisher.release(self._newest_header(worker))
         self.session = None
-        for pub in self._pubs.values():
-            self.destroy_lifecycle_publisher(pub)
-        self._pubs = {}
-        self._pairer.clear()
-        self._camera_info = None
         free_memory()
+
+    def _newest_header(self, worker=None) -> Header:
+        """The newest camera frame's header (for DELETE markers sent between frames)."""
+        worker = worker or self.worker
+        header = worker.newest_header if worker is not None else None
+        return conv.copy_header(header) if header is not None else Header()
 
     # -- parameters -----------------------------------------------------------------------------
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
@@ -246,25 +216,15 @@ class SegmentNode(LifecycleNode):
 
     @guarded
     def _on_camera_info(self, msg: CameraInfo) -> None:
-        self._camera_info = msg
+        self.frame_publisher.camera_info = msg
 
     @guarded
     def _on_depth(self, msg) -> None:
-        with self._out_lock:
-            self._publish_ready(self._pairer.add_depth(conv.stamp_to_ns(msg.header.stamp), msg))
+        self.frame_publisher.add_depth(msg)
 
     @guarded
     def _expire_pending(self) -> None:
-        with self._out_lock:
-            ready = self._pairer.expire()
-            for _, depth in ready:
-                if depth is None:
-                    self._count("no depth", "no depth image within depth_sync_tolerance of a frame: no 3D output")
-            self._publish_ready(ready)
-
-    def _publish_ready(self, ready) -> None:
-        for (out, rgb), depth_msg in ready:
-            self._publish_frame(out, rgb, depth_msg)
+        self.frame_publisher.expire()
 
     @guarded
     def _on_image(self, msg, decode) -> None:
@@ -299,86 +259,13 @@ class SegmentNode(LifecycleNode):
             gate.take(stamp)  # buffered, or held by the stamp gate: another copy would only repeat it
         if result.clock_reset:
             self.get_logger().warning(f"image stamps jumped back: {result.push.reason}")
-            with self._out_lock:
-                self._publish_ready(self._pairer.flush())
-                self._pairer.clear()
+            self.frame_publisher.restart()
         elif not result.push.accepted:
             self._count(f"image {result.push.code}", f"image dropped: {result.push.reason}")
         elif result.push.code == "size_change":
             self.get_logger().warning(result.push.reason)
         if result.frame is not None:
-            self._callback_ms[result.frame.stamp_ns] = (time.perf_counter() - t0) * 1e3
-            while len(self._callback_ms) > 256:
-                self._callback_ms.pop(next(iter(self._callback_ms)))
-
-    # -- what the worker publishes (worker thread) -----------------------------------------------
-    @while_up
-    def output(self, out, frame) -> None:
-        """A frame's objects: now, or once its depth image arrives (``use_depth``)."""
-        t0 = time.perf_counter()
-        rgb = None
-        if self.get_parameter("publish_overlay").value and "overlay" in self._pubs \
-                and self._pubs["overlay"].get_subscription_count() > 0:  # rendered only for subscribers
-            rgb = _camera_rgb(frame)
-        with self._out_lock:
-            if self._use_depth:
-                self._publish_ready(self._pairer.add_output(frame.stamp_ns, (out, rgb)))
-            else:
-                self._publish_frame(out, rgb, None)
-        callback_ms = self._callback_ms.pop(frame.stamp_ns, None)
-        if callback_ms is not None:
-            self._overhead_ms.add(callback_ms + (time.perf_counter() - t0) * 1e3)
-
-    @while_up
-    def event(self, header, track_id: int, query: str, kind: str, score: float) -> None:
-        header = conv.copy_header(header) if header is not None else Header()
-        self._events_pub.publish(TrackEvent(header=header, track_id=track_id, query=query, event=EVENT_KINDS[kind],
-                                            score=float(score)))
-        if kind == "stopped":  # stopped, replaced, cleaned up: RViz forgets it even if no frame follows
-            with self._out_lock:
-                self._publish_markers(self._markers.stop(header, [track_id]))
-
-    def _publish_markers(self, markers) -> None:
-        if markers is not None:
-            self._markers_pub.publish(markers)
-
-    def _newest_header(self, worker=None) -> Header:
-        """The newest camera frame's header (for DELETE markers sent between frames)."""
-        worker = worker or self.worker
-        header = worker.newest_header if worker is not None else None
-        return conv.copy_header(header) if header is not None else Header()
-
-    def _depth_for(self, depth_msg):
-        """Depth (metres) and intrinsics for a frame, or (None, None) with the reason counted."""
-        if depth_msg is None:
-            return None, None
-        if self._camera_info is None:
-            self._count("no camera_info", "no camera_info received: 3D output skipped")
-            return None, None
-        try:
-            return conv.any_to_depth(depth_msg), conv.camera_info_to_intrinsics(self._camera_info)
-        except (ImageDecodeError, GeometryError) as exc:
-            self._count(f"depth {type(exc).__name__}", f"depth unusable: {exc}")
-            return None, None
-
-    def _publish_frame(self, out, rgb, depth_msg=None) -> None:
-        pubs = self._pubs
-        if not pubs or not pubs["objects"].is_activated:
-            return  # inactive (or cleaned up): lifecycle publishers would drop it anyway
-        depth, intrinsics = self._depth_for(depth_msg)
-        msgs = frame_messages(out, rgb, depth, intrinsics, self.get_parameter("max_points").value)
-        for problem in msgs.problems:
-            self._count("depth mismatch", problem)
-        pubs["objects"].publish(msgs.objects)
-        pubs["mask"].publish(msgs.mask)
-        if msgs.points is not None:
-            pubs["points"].publish(msgs.points)
-        if msgs.overlay is not None:
-            pubs["overlay"].publish(msgs.overlay)
-        self._publish_markers(self._markers.frame(out.header, msgs.marked))
-        self._out_rate.tick()
-        self._last_output_ns = conv.stamp_to_ns(out.header.stamp)
-        self._last_lag_ms = (self.get_clock().now().nanoseconds - conv.stamp_to_ns(out.header.stamp)) / 1e6
+            self.frame_publisher.note_callback(result.frame.stamp_ns, (time.perf_counter() - t0) * 1e3)
 
     # -- requests -------------------------------------------------------------------------------
     def _future(self) -> Future:
@@ -476,9 +363,9 @@ class SegmentNode(LifecycleNode):
     # -- diagnostics ----------------------------------------------------------------------------
     @guarded
     def _publish_diagnostics(self) -> None:
-        worker = self.worker
+        worker, frames = self.worker, self.frame_publisher
         name = self.get_fully_qualified_name()
-        in_rate, out_rate = self._in_rate.rate(), self._out_rate.rate()
+        in_rate, out_rate = self._in_rate.rate(), frames.rate.rate()
         counts = dict(worker.counts) if worker is not None else {}
         settled = self._settled(worker)
         statuses = [
@@ -488,9 +375,9 @@ class SegmentNode(LifecycleNode):
                    f"{in_rate:.1f} frames/s", {"rate_hz": f"{in_rate:.2f}", **self._counts,
                                                **({"buffered": len(worker.session.buffer)} if worker else {})}),
             status(f"{name}: output", OK, f"{out_rate:.1f} frames/s",
-                   {"rate_hz": f"{out_rate:.2f}", "stamp_lag_ms": f"{self._last_lag_ms:.1f}",
-                    "overhead_ms_p50": f"{self._overhead_ms.get(0.5):.3f}",
-                    "overhead_ms_p95": f"{self._overhead_ms.get(0.95):.3f}",
+                   {"rate_hz": f"{out_rate:.2f}", "stamp_lag_ms": f"{frames.last_lag_ms:.1f}",
+                    "overhead_ms_p50": f"{frames.overhead_ms.get(0.5):.3f}",
+                    "overhead_ms_p95": f"{frames.overhead_ms.get(0.95):.3f}",
                     "grounding_running": worker.busy if worker else False,
                     "requests_waiting": worker.queue_length() if worker else 0,
                     "images_received": self.images_received, **settled, **counts}),
@@ -511,15 +398,7 @@ class SegmentNode(LifecycleNode):
         newest = worker.newest_header if worker is not None else None
         newest_ns = conv.stamp_to_ns(newest.stamp) if newest is not None else -1
         idle = worker.idle if worker is not None else False
-        with self._out_lock:
-            return {"newest_stamp_ns": newest_ns, "worker_idle": idle, "outputs_pending": len(self._pairer),
-                    "last_output_stamp_ns": self._last_output_ns}
-
-def _camera_rgb(frame) -> np.ndarray:
-    """The frame at the camera's size (the buffer may hold a downscaled copy)."""
-    from sa2va_i_ros.runtime.catch_up import resized
-
-    return resized(frame.rgb, frame.size)
+        return {"newest_stamp_ns": newest_ns, "worker_idle": idle, **self.frame_publisher.published()}
 
 
 def main(args=None) -> int:
