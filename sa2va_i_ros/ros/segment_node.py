@@ -43,7 +43,7 @@ from sa2va_i_ros.imaging.image_codec import ImageDecodeError
 from sa2va_i_ros.ros import conversions as conv
 from sa2va_i_ros.ros.callbacks import count_internal_error, guarded
 from sa2va_i_ros.ros.camera_inputs import camera_subscriptions, depth_subscriptions
-from sa2va_i_ros.ros.diagnostics import ERROR, OK, WARN, RateMeter, diagnostic_array, status
+from sa2va_i_ros.ros.diagnostics import RateMeter, diagnostic_array, node_statuses
 from sa2va_i_ros.ros.frame_publisher import FramePublisher
 from sa2va_i_ros.ros.model_loading import SESSION_SETTINGS, free_memory, load_session
 from sa2va_i_ros.ros.parameters import BY_NAME, check_together, check_value, declare_all, read_all
@@ -363,42 +363,10 @@ class SegmentNode(LifecycleNode):
     # -- diagnostics ----------------------------------------------------------------------------
     @guarded
     def _publish_diagnostics(self) -> None:
-        worker, frames = self.worker, self.frame_publisher
-        name = self.get_fully_qualified_name()
-        in_rate, out_rate = self._in_rate.rate(), frames.rate.rate()
-        counts = dict(worker.counts) if worker is not None else {}
-        settled = self._settled(worker)
-        statuses = [
-            status(f"{name}: model", OK if worker else (ERROR if "failed" in self._model_state else WARN),
-                   self._model_state, {"active": self.active}),
-            status(f"{name}: input", OK if in_rate > 0 or not self.active else WARN,
-                   f"{in_rate:.1f} frames/s", {"rate_hz": f"{in_rate:.2f}", **self._counts,
-                                               **({"buffered": len(worker.session.buffer)} if worker else {})}),
-            status(f"{name}: output", OK, f"{out_rate:.1f} frames/s",
-                   {"rate_hz": f"{out_rate:.2f}", "stamp_lag_ms": f"{frames.last_lag_ms:.1f}",
-                    "overhead_ms_p50": f"{frames.overhead_ms.get(0.5):.3f}",
-                    "overhead_ms_p95": f"{frames.overhead_ms.get(0.95):.3f}",
-                    "grounding_running": worker.busy if worker else False,
-                    "requests_waiting": worker.queue_length() if worker else 0,
-                    "images_received": self.images_received, **settled, **counts}),
-        ]
-        if worker is not None:
-            for track_id, query in worker.tracks.items():
-                visible = worker.is_visible(track_id)
-                attempts = worker.regrounder.plan.attempts(track_id)
-                statuses.append(status(f"{name}: track {track_id}", OK if visible else WARN,
-                                       "visible" if visible else "lost",
-                                       {"query": query, "reground_misses": attempts}))
+        statuses = node_statuses(self.get_fully_qualified_name(), self.worker, model_state=self._model_state,
+                                 active=self.active, in_rate=self._in_rate.rate(), input_counts=self._counts,
+                                 images_received=self.images_received, frames=self.frame_publisher)
         self._diag_pub.publish(diagnostic_array(self.get_clock().now().to_msg(), statuses))
-
-    def _settled(self, worker) -> dict:
-        """How far the node got: the newest frame handed to the worker, whether the worker is done with it
-        (idle), outputs still waiting for depth, and the newest objects message published. Read in this
-        order, ``worker_idle`` true means every frame up to ``newest_stamp_ns`` is out, pending or dropped."""
-        newest = worker.newest_header if worker is not None else None
-        newest_ns = conv.stamp_to_ns(newest.stamp) if newest is not None else -1
-        idle = worker.idle if worker is not None else False
-        return {"newest_stamp_ns": newest_ns, "worker_idle": idle, **self.frame_publisher.published()}
 
 
 def main(args=None) -> int:
