@@ -33,7 +33,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data, qos_profile_system_default
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.task import Future
 from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
@@ -42,11 +42,11 @@ from sa2va_i_ros.action import SegmentAndTrack
 from sa2va_i_ros.imaging.image_codec import ImageDecodeError
 from sa2va_i_ros.ros import conversions as conv
 from sa2va_i_ros.ros.callbacks import count_internal_error, guarded
-from sa2va_i_ros.ros.camera_inputs import camera_subscriptions, depth_subscriptions
+from sa2va_i_ros.ros.camera_inputs import camera_qos, camera_subscriptions, depth_subscriptions
 from sa2va_i_ros.ros.diagnostics import RateMeter, diagnostic_array, node_statuses
 from sa2va_i_ros.ros.frame_publisher import FramePublisher
 from sa2va_i_ros.ros.model_loading import SESSION_SETTINGS, free_memory, load_session
-from sa2va_i_ros.ros.parameters import BY_NAME, check_together, check_value, declare_all, read_all
+from sa2va_i_ros.ros.parameters import check_changes, declare_all, read_all
 from sa2va_i_ros.ros.replies import fill_reply, fill_stopped, mark_cancelled, segment_request
 from sa2va_i_ros.runtime.transport_gate import TransportGate
 from sa2va_i_ros.runtime.worker import PerceptionWorker
@@ -129,12 +129,7 @@ class SegmentNode(LifecycleNode):
 
     def on_activate(self, state) -> TransitionCallbackReturn:
         p = read_all(self)
-        qos = {"sensor_data": qos_profile_sensor_data, "system_default": qos_profile_system_default,
-               "reliable": QoSProfile(depth=p["image_queue_depth"], reliability=ReliabilityPolicy.RELIABLE)}
-        profile = qos[p["image_qos"]]
-        if p["image_qos"] != "reliable":
-            profile = QoSProfile(depth=p["image_queue_depth"], reliability=profile.reliability,
-                                 durability=profile.durability, history=profile.history)
+        profile = camera_qos(p["image_qos"], p["image_queue_depth"])
         g, transport = self._frames_group, p["image_transport"]
         self._gate = TransportGate() if transport == "both" else None
         self._subs = camera_subscriptions(self, transport, self._on_image, profile, g)
@@ -190,16 +185,7 @@ class SegmentNode(LifecycleNode):
 
     # -- parameters -----------------------------------------------------------------------------
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        values = read_all(self)
-        for prm in params:
-            spec = BY_NAME.get(prm.name)
-            if spec is None:
-                continue
-            why = check_value(spec, prm.value)
-            if why:
-                return SetParametersResult(successful=False, reason=why)
-            values[prm.name] = prm.value
-        why = check_together(values)
+        why = check_changes(read_all(self), [(prm.name, prm.value) for prm in params])
         if why:
             return SetParametersResult(successful=False, reason=why)
         worker = self.worker
