@@ -103,7 +103,7 @@ class NodeHarness:
         assert self.node.trigger_configure().name == "SUCCESS"
         assert self.node.trigger_activate().name == "SUCCESS"
         self.wait_for(lambda: self.image_pub.get_subscription_count() > 0, "node subscribed to /image")
-        for key, pub in self.node._pubs.items():  # the observer hears every output topic
+        for key, pub in self.node.frame_publisher.pubs.items():  # the observer hears every output topic
             self.wait_for(lambda pub=pub: pub.get_subscription_count() > 0, f"observer subscribed to {key}")
 
     def close(self) -> None:
@@ -210,7 +210,7 @@ class NodeHarness:
             self.wait_for(self.idle, "the worker to settle")
             node.worker.clear_frames()
             self.wait_for(self.idle, "the worker to forget the frames")
-        node._pairer.clear()
+        node.frame_publisher.pairer.clear()
         if node._gate is not None:
             node._gate.clear()
         for msgs in self.got.values():

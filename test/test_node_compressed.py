@@ -60,7 +60,8 @@ def harness(tiny_checkpoint):
     h.start()
     h.wait_for(lambda: h.jpeg_pub.get_subscription_count() > 0 and h.cdepth_pub.get_subscription_count() > 0,
                "node subscribed to the compressed topics")
-    h.wait_for(lambda: h.node._markers_pub.get_subscription_count() > 0, "observer subscribed to ~/markers")
+    h.wait_for(lambda: h.node.frame_publisher.markers_pub.get_subscription_count() > 0,
+               "observer subscribed to ~/markers")
     h.info_pub.publish(camera_info())
     yield h
     h.close()

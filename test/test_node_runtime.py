@@ -279,7 +279,7 @@ def test_any_load_failure_leaves_the_node_unconfigured_with_the_reason(tiny_chec
 
     import sa2va_i_ros.model.checkpoint.materialise as materialise
     import sa2va_i_ros.model.sa2va_model as sa2va_model
-    import sa2va_i_ros.ros.segment_node as segment_node
+    import sa2va_i_ros.ros.model_loading as model_loading
 
     model, reason = tiny_checkpoint, ""
     if failure == "corrupt_shard":
@@ -296,7 +296,7 @@ def test_any_load_failure_leaves_the_node_unconfigured_with_the_reason(tiny_chec
     else:
         def broken_buffer(*args, **kwargs):
             raise RuntimeError("a bug while configuring")
-        monkeypatch.setattr(segment_node, "FrameBuffer", broken_buffer)
+        monkeypatch.setattr(model_loading, "FrameBuffer", broken_buffer)
         reason = "a bug while configuring"
     h = NodeHarness(model, name=f"load_{failure}")
     try:

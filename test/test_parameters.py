@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from sa2va_i_ros.ros.parameters import BY_NAME, PARAMETERS, check_value
+from sa2va_i_ros.ros.parameters import BY_NAME, PARAMETERS, check_changes, check_value
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,6 +35,26 @@ def test_defaults_pass_their_own_checks_and_bad_values_are_refused():
     assert "one of" in check_value(BY_NAME["sampling"], "random")
     assert "[1, 64]" in check_value(BY_NAME["num_frames"], 0)
     assert "must be a bool" in check_value(BY_NAME["use_depth"], 1)
+
+
+def test_a_change_is_checked_alone_then_with_the_current_values():
+    current = {p.name: p.default for p in PARAMETERS}
+    assert check_changes(current, [("num_frames", 8), ("max_num_frames", 16), ("not_ours", "x")]) is None
+    assert "one of" in check_changes(current, [("sampling", "random")])
+    assert "must not exceed" in check_changes(current, [("num_frames", 40)])  # max_num_frames 32
+    assert check_changes(current, [("max_num_frames", 64), ("num_frames", 40)]) is None  # together they fit
+    assert current["num_frames"] == BY_NAME["num_frames"].default  # the current values are left as they were
+
+
+def test_image_qos_names_give_their_reliability_at_the_queue_depth():
+    from rclpy.qos import ReliabilityPolicy
+
+    from sa2va_i_ros.ros.camera_inputs import camera_qos
+
+    assert camera_qos("sensor_data", 2).reliability == ReliabilityPolicy.BEST_EFFORT
+    assert camera_qos("reliable", 3).reliability == ReliabilityPolicy.RELIABLE
+    assert camera_qos("system_default", 4).reliability == ReliabilityPolicy.SYSTEM_DEFAULT
+    assert {camera_qos(name, 5).depth for name in ("sensor_data", "reliable", "system_default")} == {5}
 
 
 def test_launch_file_declares_the_documented_arguments():

@@ -11,12 +11,22 @@ one code path per input whatever the transport.
 
 from __future__ import annotations
 
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data, qos_profile_system_default
 from sensor_msgs.msg import CompressedImage, Image
 
 from sa2va_i_ros.ros import conversions as conv
 
 TRANSPORTS = ("raw", "compressed", "both")
 SUFFIX = {"image": "/compressed", "depth": "/compressedDepth"}
+
+
+def camera_qos(name: str, depth: int) -> QoSProfile:
+    """The camera subscriptions' QoS (parameter ``image_qos``), with the queue depth ``image_queue_depth``."""
+    if name == "reliable":
+        return QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE)
+    profile = {"sensor_data": qos_profile_sensor_data, "system_default": qos_profile_system_default}[name]
+    return QoSProfile(depth=depth, reliability=profile.reliability, durability=profile.durability,
+                      history=profile.history)
 
 
 def transport_topics(node, base: str, transport: str) -> list[tuple[type, str]]:

@@ -1,7 +1,8 @@
 """/diagnostics for the segment node: rates, stamp lag, model state, per-track presence.
 
 ``diagnostic_updater`` is not available from PyPI, so the node builds the
-``DiagnosticArray`` itself from these small pieces.
+``DiagnosticArray`` itself from these small pieces; ``node_statuses`` assembles
+what the node reports from its readings, the worker's and the frame publisher's.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import time
 from collections import deque
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+from sa2va_i_ros.ros.conversions import stamp_to_ns
 
 OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
 
@@ -50,6 +53,49 @@ class Percentiles:
 def status(name: str, level: int, message: str, values: dict) -> DiagnosticStatus:
     return DiagnosticStatus(level=level, name=name, message=message, hardware_id="sa2va_i_ros",
                             values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+
+
+def node_statuses(name: str, worker, *, model_state: str, active: bool, in_rate: float, input_counts: dict,
+                  images_received: int, frames) -> list[DiagnosticStatus]:
+    """The model, input and output statuses, then one per track (``worker`` None: not configured).
+
+    ``frames`` is the node's ``FramePublisher``: output rate, stamp lag,
+    per-frame overhead and what it published.
+    """
+    out_rate = frames.rate.rate()
+    counts = dict(worker.counts) if worker is not None else {}
+    done = settled(worker, frames)
+    statuses = [
+        status(f"{name}: model", OK if worker else (ERROR if "failed" in model_state else WARN), model_state,
+               {"active": active}),
+        status(f"{name}: input", OK if in_rate > 0 or not active else WARN, f"{in_rate:.1f} frames/s",
+               {"rate_hz": f"{in_rate:.2f}", **input_counts,
+                **({"buffered": len(worker.session.buffer)} if worker else {})}),
+        status(f"{name}: output", OK, f"{out_rate:.1f} frames/s",
+               {"rate_hz": f"{out_rate:.2f}", "stamp_lag_ms": f"{frames.last_lag_ms:.1f}",
+                "overhead_ms_p50": f"{frames.overhead_ms.get(0.5):.3f}",
+                "overhead_ms_p95": f"{frames.overhead_ms.get(0.95):.3f}",
+                "grounding_running": worker.busy if worker else False,
+                "requests_waiting": worker.queue_length() if worker else 0,
+                "images_received": images_received, **done, **counts}),
+    ]
+    if worker is not None:
+        for track_id, query in worker.tracks.items():
+            visible = worker.is_visible(track_id)
+            attempts = worker.regrounder.plan.attempts(track_id)
+            statuses.append(status(f"{name}: track {track_id}", OK if visible else WARN,
+                                   "visible" if visible else "lost", {"query": query, "reground_misses": attempts}))
+    return statuses
+
+
+def settled(worker, frames) -> dict:
+    """How far the node got: the newest frame handed to the worker, whether the worker is done with it
+    (idle), outputs still waiting for depth, and the newest objects message published. Read in this
+    order, ``worker_idle`` true means every frame up to ``newest_stamp_ns`` is out, pending or dropped."""
+    newest = worker.newest_header if worker is not None else None
+    newest_ns = stamp_to_ns(newest.stamp) if newest is not None else -1
+    idle = worker.idle if worker is not None else False
+    return {"newest_stamp_ns": newest_ns, "worker_idle": idle, **frames.published()}
 
 
 def diagnostic_array(stamp, statuses: list[DiagnosticStatus]) -> DiagnosticArray:

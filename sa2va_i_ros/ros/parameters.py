@@ -161,6 +161,23 @@ def check_together(values: dict[str, Any]) -> str | None:
     return None
 
 
+def check_changes(current: dict[str, Any], changes: list[tuple[str, Any]]) -> str | None:
+    """Why setting ``changes`` ((name, value) pairs) over the ``current`` values is refused (None: accepted).
+
+    Each value is checked alone, then all of them together; names not declared here are left to rclpy.
+    """
+    values = dict(current)
+    for name, value in changes:
+        param = BY_NAME.get(name)
+        if param is None:
+            continue
+        why = check_value(param, value)
+        if why:
+            return why
+        values[name] = value
+    return check_together(values)
+
+
 def declare_all(node) -> None:
     """Declare every parameter on a rclpy node with a descriptor (ranges, read-only, choices)."""
     from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor

@@ -1,0 +1,204 @@
+"""What the segment node publishes for the worker: each frame's data topics and markers, and track events.
+
+The worker thread hands ``FramePublisher`` each frame's objects (``output``) and
+each track event (``event``): it is the worker's ``Emitter``. With ``use_depth``
+a frame's output waits here for its depth image (``DepthPairer``); then its
+messages are built (``outputs.frame_messages``, the overlay drawn only for
+subscribers) and published with the source frame's header. As yolo_ros keeps
+its debug drawing apart from its detector node, the node only wires callbacks
+and lifecycle transitions to this class, which owns the data publishers and the
+state publishing needs (markers shown, depth waiting, output readings).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Header
+from visualization_msgs.msg import MarkerArray
+
+from sa2va_i_ros.imaging.geometry import GeometryError
+from sa2va_i_ros.imaging.image_codec import ImageDecodeError
+from sa2va_i_ros.msg import TrackedObjectArray, TrackEvent
+from sa2va_i_ros.ros import conversions as conv
+from sa2va_i_ros.ros.callbacks import while_up
+from sa2va_i_ros.ros.depth_pairing import DepthPairer
+from sa2va_i_ros.ros.diagnostics import Percentiles, RateMeter
+from sa2va_i_ros.ros.markers import MarkerBook
+from sa2va_i_ros.ros.outputs import frame_messages
+
+EVENT_KINDS = {"started": TrackEvent.STARTED, "lost": TrackEvent.LOST, "found": TrackEvent.FOUND,
+               "stopped": TrackEvent.STOPPED, "regrounded": TrackEvent.REGROUNDED, "gave_up": TrackEvent.GAVE_UP}
+# reliable and deep: when a track starts, the frames that arrived during grounding may come out in one burst;
+# a KEEP_LAST history shorter than that burst drops outputs a consumer has not acked
+RELIABLE_DEEP = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+
+
+class FramePublisher:
+    """The node's output topics and what publishing them needs; ``count(what, message)`` counts a problem."""
+
+    def __init__(self, node, count):
+        self._node, self._count = node, count
+        self.events_pub = node.create_publisher(TrackEvent, "~/events", QoSProfile(depth=100))
+        # a plain publisher, as ~/events: a track's DELETE markers must reach RViz whenever it ends (cleanup
+        # and deactivate included), not only while the lifecycle publishers are active
+        self.markers_pub = node.create_publisher(MarkerArray, "~/markers", RELIABLE_DEEP)
+        self.pubs: dict = {}  # the data topics' lifecycle publishers, while configured
+        self.markers = MarkerBook()
+        self.pairer = DepthPairer()
+        self.use_depth = False
+        self.camera_info: CameraInfo | None = None
+        self.lock = threading.Lock()  # the depth pairer and the markers: worker thread and depth callbacks
+        self.rate = RateMeter()
+        self.last_lag_ms = float("nan")
+        self.last_output_ns = -1  # stamp of the newest objects message published (-1: none yet)
+        self._callback_ms: dict[int, float] = {}  # stamp -> image callback time (decode + hand-over), recent
+        self.overhead_ms = Percentiles()  # per published frame: its image callback + building its messages
+
+    @property
+    def context(self):
+        """The node's context (``while_up`` asks it whether the process is shutting down)."""
+        return self._node.context
+
+    # -- lifecycle (called by the node's transitions) ----------------------------------------------
+    def create_publishers(self) -> None:
+        """configure: the data topics, as lifecycle publishers (they go live with the node)."""
+        node = self._node
+        self.pubs = {
+            "objects": node.create_lifecycle_publisher(TrackedObjectArray, "~/objects", RELIABLE_DEEP),
+            "mask": node.create_lifecycle_publisher(Image, "~/mask", RELIABLE_DEEP),
+            "points": node.create_lifecycle_publisher(PointCloud2, "~/object_points", RELIABLE_DEEP),
+            "overlay": node.create_lifecycle_publisher(Image, "~/overlay", RELIABLE_DEEP),
+        }
+
+    def start(self, use_depth: bool, tolerance_s: float, wait_s: float) -> None:
+        """activate: with depth, each output waits up to ``wait_s`` for a depth within ``tolerance_s``."""
+        if use_depth:
+            self.pairer = DepthPairer(round(tolerance_s * 1e9), wait_s)
+        self.use_depth = use_depth
+
+    def stop(self, header: Header) -> None:
+        """deactivate: what waits for depth goes out now; no more outputs, so RViz forgets the markers."""
+        with self.lock:
+            self._publish_ready(self.pairer.flush())
+            self._publish_markers(self.markers.clear(header))
+
+    def release(self, header: Header) -> None:
+        """cleanup/shutdown (after the worker closed): markers deleted, data publishers and waiting outputs gone."""
+        with self.lock:
+            self._publish_markers(self.markers.clear(header))
+        for pub in self.pubs.values():
+            self._node.destroy_lifecycle_publisher(pub)
+        self.pubs = {}
+        self.pairer.clear()
+        self.camera_info = None
+
+    def restart(self) -> None:
+        """The image stamps jumped back: publish what waits for depth, then forget the old depth images."""
+        with self.lock:
+            self._publish_ready(self.pairer.flush())
+            self.pairer.clear()
+
+    # -- depth inputs (the node's depth callbacks) -------------------------------------------------
+    def add_depth(self, msg) -> None:
+        with self.lock:
+            self._publish_ready(self.pairer.add_depth(conv.stamp_to_ns(msg.header.stamp), msg))
+
+    def expire(self) -> None:
+        """Outputs that waited ``depth_wait`` go out, without 3D when their depth never came."""
+        with self.lock:
+            ready = self.pairer.expire()
+            for _, depth in ready:
+                if depth is None:
+                    self._count("no depth", "no depth image within depth_sync_tolerance of a frame: no 3D output")
+            self._publish_ready(ready)
+
+    # -- readings ---------------------------------------------------------------------------------
+    def note_callback(self, stamp_ns: int, ms: float) -> None:
+        """The image callback's time for a buffered frame: part of that frame's overhead once published."""
+        self._callback_ms[stamp_ns] = ms
+        while len(self._callback_ms) > 256:
+            self._callback_ms.pop(next(iter(self._callback_ms)))
+
+    def published(self) -> dict:
+        """Outputs still waiting for depth and the newest objects message's stamp (for /diagnostics)."""
+        with self.lock:
+            return {"outputs_pending": len(self.pairer), "last_output_stamp_ns": self.last_output_ns}
+
+    # -- the worker's Emitter (worker thread) ------------------------------------------------------
+    @while_up
+    def output(self, out, frame) -> None:
+        """A frame's objects: now, or once its depth image arrives (``use_depth``)."""
+        t0 = time.perf_counter()
+        rgb = None
+        if self._node.get_parameter("publish_overlay").value and "overlay" in self.pubs \
+                and self.pubs["overlay"].get_subscription_count() > 0:  # rendered only for subscribers
+            rgb = _camera_rgb(frame)
+        with self.lock:
+            if self.use_depth:
+                self._publish_ready(self.pairer.add_output(frame.stamp_ns, (out, rgb)))
+            else:
+                self._publish_frame(out, rgb, None)
+        callback_ms = self._callback_ms.pop(frame.stamp_ns, None)
+        if callback_ms is not None:
+            self.overhead_ms.add(callback_ms + (time.perf_counter() - t0) * 1e3)
+
+    @while_up
+    def event(self, header, track_id: int, query: str, kind: str, score: float) -> None:
+        header = conv.copy_header(header) if header is not None else Header()
+        self.events_pub.publish(TrackEvent(header=header, track_id=track_id, query=query, event=EVENT_KINDS[kind],
+                                           score=float(score)))
+        if kind == "stopped":  # stopped, replaced, cleaned up: RViz forgets it even if no frame follows
+            with self.lock:
+                self._publish_markers(self.markers.stop(header, [track_id]))
+
+    # -- publishing (with the lock held) -----------------------------------------------------------
+    def _publish_ready(self, ready) -> None:
+        for (out, rgb), depth_msg in ready:
+            self._publish_frame(out, rgb, depth_msg)
+
+    def _publish_markers(self, markers) -> None:
+        if markers is not None:
+            self.markers_pub.publish(markers)
+
+    def _depth_for(self, depth_msg):
+        """Depth (metres) and intrinsics for a frame, or (None, None) with the reason counted."""
+        if depth_msg is None:
+            return None, None
+        if self.camera_info is None:
+            self._count("no camera_info", "no camera_info received: 3D output skipped")
+            return None, None
+        try:
+            return conv.any_to_depth(depth_msg), conv.camera_info_to_intrinsics(self.camera_info)
+        except (ImageDecodeError, GeometryError) as exc:
+            self._count(f"depth {type(exc).__name__}", f"depth unusable: {exc}")
+            return None, None
+
+    def _publish_frame(self, out, rgb, depth_msg=None) -> None:
+        pubs = self.pubs
+        if not pubs or not pubs["objects"].is_activated:
+            return  # inactive (or cleaned up): lifecycle publishers would drop it anyway
+        depth, intrinsics = self._depth_for(depth_msg)
+        msgs = frame_messages(out, rgb, depth, intrinsics, self._node.get_parameter("max_points").value)
+        for problem in msgs.problems:
+            self._count("depth mismatch", problem)
+        pubs["objects"].publish(msgs.objects)
+        pubs["mask"].publish(msgs.mask)
+        if msgs.points is not None:
+            pubs["points"].publish(msgs.points)
+        if msgs.overlay is not None:
+            pubs["overlay"].publish(msgs.overlay)
+        self._publish_markers(self.markers.frame(out.header, msgs.marked))
+        self.rate.tick()
+        self.last_output_ns = conv.stamp_to_ns(out.header.stamp)
+        self.last_lag_ms = (self._node.get_clock().now().nanoseconds - conv.stamp_to_ns(out.header.stamp)) / 1e6
+
+
+def _camera_rgb(frame):
+    """The frame at the camera's size (the buffer may hold a downscaled copy)."""
+    from sa2va_i_ros.runtime.catch_up import resized
+
+    return resized(frame.rgb, frame.size)

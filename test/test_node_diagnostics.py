@@ -1,0 +1,55 @@
+"""The segment node's /diagnostics statuses, assembled from stand-ins of the worker and the frame publisher."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from builtin_interfaces.msg import Time
+from std_msgs.msg import Header
+
+from sa2va_i_ros.ros.diagnostics import ERROR, OK, WARN, Percentiles, RateMeter, node_statuses
+
+FRAMES = SimpleNamespace(rate=RateMeter(), last_lag_ms=12.25, overhead_ms=Percentiles(),
+                         published=lambda: {"outputs_pending": 1, "last_output_stamp_ns": 4_000_000_005})
+
+
+def worker(visible: bool) -> SimpleNamespace:
+    return SimpleNamespace(counts={"frames_live": 7}, session=SimpleNamespace(buffer=[0, 1, 2]), busy=True,
+                           queue_length=lambda: 2, newest_header=Header(stamp=Time(sec=5, nanosec=9)), idle=False,
+                           tracks={3: "the cup"}, is_visible=lambda i: visible,
+                           regrounder=SimpleNamespace(plan=SimpleNamespace(attempts=lambda i: 1)))
+
+
+def statuses(w, model_state="loaded", active=True, in_rate=0.0):
+    return {s.name.split(": ")[-1]: s for s in node_statuses(
+        "/sa2va_i", w, model_state=model_state, active=active, in_rate=in_rate, input_counts={"image held": 2},
+        images_received=9, frames=FRAMES)}
+
+
+def values(status) -> dict:
+    return {kv.key: kv.value for kv in status.values}
+
+
+def test_a_configured_node_reports_model_input_output_and_each_track_in_order():
+    got = statuses(worker(visible=False), in_rate=10.0)
+    assert list(got) == ["model", "input", "output", "track 3"]
+    assert got["model"].level == OK and values(got["model"]) == {"active": "True"}
+    assert got["input"].level == OK and got["input"].message == "10.0 frames/s"
+    assert values(got["input"]) == {"rate_hz": "10.00", "image held": "2", "buffered": "3"}
+    assert list(values(got["input"])) == ["rate_hz", "image held", "buffered"]
+    assert list(values(got["output"])) == [
+        "rate_hz", "stamp_lag_ms", "overhead_ms_p50", "overhead_ms_p95", "grounding_running", "requests_waiting",
+        "images_received", "newest_stamp_ns", "worker_idle", "outputs_pending", "last_output_stamp_ns", "frames_live"]
+    assert values(got["output"])["newest_stamp_ns"] == "5000000009" and values(got["output"])["stamp_lag_ms"] == "12.2"
+    assert got["track 3"].level == WARN and got["track 3"].message == "lost"
+    assert values(got["track 3"]) == {"query": "the cup", "reground_misses": "1"}
+
+
+def test_an_active_node_without_input_warns_and_a_failed_configure_is_an_error():
+    assert statuses(worker(visible=True))["input"].level == WARN
+    assert statuses(worker(visible=True))["track 3"].level == OK
+    got = statuses(None, model_state="configure failed: no such file", active=False)
+    assert list(got) == ["model", "input", "output"] and got["model"].level == ERROR
+    assert got["input"].level == OK and "buffered" not in values(got["input"])
+    assert values(got["output"])["newest_stamp_ns"] == "-1" and values(got["output"])["grounding_running"] == "False"
+    assert statuses(None, model_state="unconfigured", active=False)["model"].level == WARN
