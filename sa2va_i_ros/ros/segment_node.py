@@ -28,6 +28,7 @@ import time
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
+from rclpy._rclpy_pybind11 import RCLError
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
@@ -363,10 +364,13 @@ def main(args=None) -> int:
     try:
         executor.spin_until_future_complete(node.exit_requested)
         end = time.monotonic() + 0.5  # let the shutdown transition's reply go out
-        while time.monotonic() < end:
+        while time.monotonic() < end and node.context.ok():  # SIGINT shuts the context down: no more spinning
             executor.spin_once(timeout_sec=0.05)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RCLError:
+        if node.context.ok():  # only a shut-down context (SIGINT between the check and the spin) is expected
+            raise
     finally:
         if node.worker is not None:
             node.worker.close("the node process is exiting")
