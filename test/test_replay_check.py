@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 from sa2va_i_ros.model.sampling import sample_indices
 from sa2va_i_ros.ros.conversions import ns_to_stamp
-from sa2va_i_ros.testing.replay import QUERY, ReplayResult, check_replay, node_settled
+from sa2va_i_ros.testing.replay import QUERY, ReplayResult, check_replay, node_settled, settled_report
 
 BAG = [1_000_000_000 + k * 50_000_000 for k in range(60)]
 WINDOW_PROBLEM = "sampled stamps are not the window's frames"
@@ -78,3 +78,60 @@ def test_done_without_an_output_of_the_last_frame_fails_the_check():
                                                          "frames_dropped_stale": 60})
     problems = check_replay(result, BAG, "camera", [1, 0, 0, 0, 1, 0], {})
     assert "the last frame has no output: the node never caught up with the stream" in problems
+
+
+# The last played frames may never reach the node (best effort, depth 2: DDS may lose any frame, the last too).
+def _report(newest: int, received: int, last_out: int | None = None) -> dict:
+    return {"newest_stamp_ns": str(newest), "worker_idle": "True", "outputs_pending": "0",
+            "last_output_stamp_ns": str(newest if last_out is None else last_out), "images_received": str(received),
+            "frames_live": "5"}
+
+
+def _outputs(stamps) -> dict:
+    return {s: SimpleNamespace(header=SimpleNamespace(frame_id="camera", stamp=ns_to_stamp(s)),
+                               objects=[SimpleNamespace(track_id=1, query=QUERY)]) for s in stamps}
+
+
+def test_the_harness_settles_on_the_last_frame_the_node_received_once_no_more_arrive():
+    """The last played frame never arrived: the node's quiet reports after the player ended settle it on its
+    newest frame (the old harness waited for the last played frame and timed out)."""
+    here = _outputs(BAG[-3:-1])
+    end = 100.0
+    quiet = [(end + 1.5, _report(BAG[-2], 59)), (end + 2.5, _report(BAG[-2], 59))]
+    assert settled_report(quiet, BAG[-1], end, here, here) == (BAG[-2], {"images_received": 59, "frames_live": 5})
+    # not yet: one quiet report only, a report too soon after the player ended, a frame still arriving, busy
+    assert settled_report(quiet[-1:], BAG[-1], end, here, here) is None
+    assert settled_report([(end + 0.5, _report(BAG[-2], 59)), quiet[1]], BAG[-1], end, here, here) is None
+    assert settled_report([(end + 1.5, _report(BAG[-3], 58)), quiet[1]], BAG[-1], end, here, here) is None
+    busy = {**_report(BAG[-2], 59), "worker_idle": "False"}
+    assert settled_report([quiet[0], (end + 2.5, busy)], BAG[-1], end, here, here) is None
+    assert settled_report(quiet, BAG[-1], end, here, {}) is None  # its last mask is not here yet
+    # the last played frame did arrive and is done: settled at once, as before
+    assert settled_report([(end + 0.1, _report(BAG[-1], 60))], BAG[-1], end, _outputs(BAG[-1:]),
+                          _outputs(BAG[-1:])) == (BAG[-1], {"images_received": 60, "frames_live": 5})
+
+
+def _tracked_result(newest: int, received: int, outputs: list[int]) -> ReplayResult:
+    reply = SimpleNamespace(success=True, window_frames=20, sampled_indices=sample_indices(20, 5),
+                            sampled_stamps=[ns_to_stamp(BAG[i]) for i in sample_indices(20, 5)], track_id=1)
+    here = _outputs(outputs)
+    return ReplayResult(reply=reply, camera_headers={s: None for s in BAG}, objects=dict(here), masks=dict(here),
+                        node_counts={"images_received": received, "frames_live": 5}, node_newest=newest)
+
+
+def _last_frame_problems(result: ReplayResult) -> list[str]:
+    return [p for p in check_replay(result, BAG, "camera", [1, 0, 0, 0, 1, 0], {})
+            if "last frame" in p or "after the node's newest" in p]
+
+
+def test_the_last_frame_the_node_received_must_have_its_output():
+    # the last played frame never arrived; the node output every frame it got: nothing to report
+    assert _last_frame_problems(_tracked_result(BAG[-2], 59, BAG[20:-1])) == []
+    # the node got the last played frame too (60 received) but says its newest is the one before: caught
+    assert _last_frame_problems(_tracked_result(BAG[-2], 60, BAG[20:-1]))
+    # the last frame the node received has no output: the rule still holds for it
+    problems = _last_frame_problems(_tracked_result(BAG[-2], 59, BAG[20:-2]))
+    assert problems == ["the last frame the node received has no output: it never caught up with the stream"]
+    # every frame received, the last without output: as before
+    assert _last_frame_problems(_tracked_result(BAG[-1], 60, BAG[20:-1])) == [
+        "the last frame has no output: the node never caught up with the stream"]

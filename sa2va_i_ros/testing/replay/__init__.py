@@ -11,12 +11,12 @@ seen. Every process runs under the network rule (``testing/ros_env.py``).
     result    ReplayResult (what the observer saw)
     observer  Observer (subscriptions, the query, waiting for the node to settle)
     run       run_replay, node_command, player_command (the processes)
-    checks    check_replay, check_markers, node_settled (pure functions over a result)
+    checks    check_replay, check_markers, node_settled, settled_report (pure functions over a result)
     bags      bag_frames, bag_depths (the bag's own frames, the reference)
 """
 
 from sa2va_i_ros.testing.replay.bags import bag_depths, bag_frames
-from sa2va_i_ros.testing.replay.checks import check_markers, check_replay, node_settled
+from sa2va_i_ros.testing.replay.checks import check_markers, check_replay, node_settled, settled_report
 from sa2va_i_ros.testing.replay.observer import Observer
 from sa2va_i_ros.testing.replay.options import QUERY, ReplayOptions, observed_camera_topic
 from sa2va_i_ros.testing.replay.result import ReplayResult
@@ -36,4 +36,5 @@ __all__ = [
     "observed_camera_topic",
     "player_command",
     "run_replay",
+    "settled_report",
 ]

@@ -4,7 +4,7 @@ The node keeps up with the camera by tracking the newest frame and dropping
 stale ones, and a new track's catch-up may thin frames to join the live
 stream on time (docs/DESIGN.md): a frame after the query may have no output.
 The observer takes the node's counts of dropped and thinned frames from its
-last /diagnostics report (``node_counts``, once ``node_settled``), and
+last /diagnostics report (``node_counts``, once ``settled_report``), and
 ``check_replay`` requires every frame without an output to be accounted for
 by them. Both the CI test and the launch test make these checks.
 """
@@ -35,6 +35,35 @@ def node_settled(values: dict, last_stamp: int, objects: dict, masks: dict) -> b
                                                                                 last_out in masks))
 
 
+QUIET_S = 1.0  # after the player ended, longer than a frame takes to reach the node's image callback
+
+
+def settled_report(reports: list, last_played: int, player_end: float, objects: dict, masks: dict):
+    """``(newest stamp, counts)`` of the node's report that it is done, or None while it is not.
+
+    Done with the last played frame (``node_settled``); or, when that frame never
+    reached it (the camera QoS is best effort, depth 2: DDS may lose any frame,
+    the last one too), done with the last frame it DID receive: two consecutive
+    reports, both received ``QUIET_S`` after the player ended, with the same
+    ``images_received`` and ``newest_stamp_ns``, the later one settled on that
+    newest frame. ``check_replay`` then requires the frames played after it to be
+    frames the node reports it never received, and the last frame it received to
+    have its output: the rule "the last frame has an output" is kept for every
+    frame the node got.
+    """
+    for _, values in reversed(reports):
+        if node_settled(values, last_played, objects, masks):
+            return int(values["newest_stamp_ns"]), node_counts(values)
+    if len(reports) < 2:
+        return None
+    (t0, before), (_, last) = reports[-2:]
+    quiet = t0 > player_end + QUIET_S
+    same = all(before.get(k) == last.get(k) for k in ("images_received", "newest_stamp_ns"))
+    if quiet and same and node_settled(last, int(last.get("newest_stamp_ns", -1)), objects, masks):
+        return int(last["newest_stamp_ns"]), node_counts(last)
+    return None
+
+
 def check_replay(result: ReplayResult, bag_stamps: list[int], frame_id: str, k: list[float],
                  depths: dict[int, np.ndarray], num_frames: int = 5, query: str = QUERY) -> list[str]:
     """Everything a replay must show; returns the problems found (empty: all good).
@@ -44,7 +73,9 @@ def check_replay(result: ReplayResult, bag_stamps: list[int], frame_id: str, k: 
     the node reports it never received);
     every later bag frame has an objects message and a mask with exactly its
     header, or is one of the frames the node reports it dropped as stale or
-    thinned; the last frame has one and some were tracked live; nothing is
+    thinned; the last frame has one (the last the node received, when the last
+    played frames never reached it: ``settled_report``) and some were tracked
+    live; nothing is
     invented; object points lie inside the camera frustum, on masked pixels, at
     the depth of those pixels.
     """
@@ -66,6 +97,13 @@ def check_replay(result: ReplayResult, bag_stamps: list[int], frame_id: str, k: 
     counts = result.node_counts
     # image frames the node never received (best-effort image QoS with queue depth 2, as in production)
     unreceived = max(0, len(played) - counts.get("images_received", len(played)))
+    # the newest frame the node received (settled_report): the frames played after it never reached it
+    newest = result.node_newest if result.node_newest >= 0 else max(played, default=-1)
+    after_newest = [s for s in played if s > newest]
+    if len(after_newest) > unreceived:
+        problems.append(f"{len(after_newest)} frames were played after the node's newest frame, but it reports "
+                        f"only {unreceived} not received")
+    unreceived = max(0, unreceived - len(after_newest))  # not received, before the node's newest frame
     # The window is the node's buffered frames: consecutive bag frames except those it never received.
     # Between two sampled frames the bag holds at least as many frames as the window, and every bag frame
     # the window lacks is one the node did not receive.
@@ -77,7 +115,7 @@ def check_replay(result: ReplayResult, bag_stamps: list[int], frame_id: str, k: 
     # the newest window frame: exactly known when every frame was received, else within the unreceived slack
     end_first = positions[-1] + (reply.window_frames - 1 - indices[-1])
     end_last = end_first + max(0, unreceived - sum(skipped))
-    later = [s for s in bag_stamps[end_last + 1:] if s in played]
+    later = [s for s in bag_stamps[end_last + 1:] if s in played and s <= newest]
     if not later:
         problems.append("no bag frame came after the grounding window")
     missing = [s for s in later if s not in result.objects or s not in result.masks]
@@ -90,7 +128,9 @@ def check_replay(result: ReplayResult, bag_stamps: list[int], frame_id: str, k: 
                         f"{accounted} dropped, thinned or not received: "
                         f"{[bag_stamps.index(s) for s in missing][:10]}")
     if later and later[-1] not in result.objects:
-        problems.append("the last frame has no output: the node never caught up with the stream")
+        problems.append("the last frame has no output: the node never caught up with the stream"
+                        if newest == max(played, default=-1) else
+                        "the last frame the node received has no output: it never caught up with the stream")
     outputs = sorted(result.objects)
     if counts and counts.get("frames_live", 0) < 1:
         problems.append("no frame was tracked live")

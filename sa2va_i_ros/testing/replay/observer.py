@@ -3,7 +3,8 @@
 It subscribes to the camera and to every output of the node, sends the query
 over ``~/segment`` once ``query_after`` camera frames were seen, and once the
 player ended waits until the node reports on /diagnostics that it is done with
-the last played frame (``node_settled``). It imports rclpy only when built.
+the last played frame, or with the last frame it received when the last played
+ones never reached it (``settled_report``). It imports rclpy only when built.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import time
 
 from sa2va_i_ros.testing.node_client import call, configure_and_activate, spin_until
-from sa2va_i_ros.testing.replay.checks import node_counts, node_settled
+from sa2va_i_ros.testing.replay.checks import node_counts, settled_report
 from sa2va_i_ros.testing.replay.options import ReplayOptions, observed_camera_topic
 from sa2va_i_ros.testing.replay.result import ReplayResult, stamp_ns
 
@@ -104,25 +105,14 @@ class Observer:
         if not player_done() and stop_player is not None:
             stop_player()
             self.spin(player_done, 30.0)
+        player_end = time.monotonic()
         last = max(r.camera_headers, default=-1)
-        settled = self.spin(lambda: self._settled_counts(last) is not None, opts.timeout_s)
-        if settled:
-            self.result.node_counts = self._settled_counts(last)
-        else:  # a hang (or the node never got the last frame): check_replay tells what is missing
+        done = lambda: settled_report(self.diagnostics, last, player_end, r.objects, r.masks)  # noqa: E731
+        if self.spin(lambda: done() is not None, opts.timeout_s):
+            r.node_newest, r.node_counts = done()
+        else:  # a hang: check_replay tells what is missing
             self._final_counts()
         return r
-
-    def _settled_counts(self, last: int) -> dict | None:
-        """The node's counts once it reported being done with the last played frame and its outputs are here.
-
-        Under load the node may still be catching up (or tracking) when the player
-        ends; stopping after a quiet period cut its last outputs. This waits for
-        the node's own report instead, however slow it is.
-        """
-        for _, values in reversed(self.diagnostics):
-            if node_settled(values, last, self.result.objects, self.result.masks):
-                return node_counts(values)
-        return None
 
     def _final_counts(self) -> None:
         """The node's counts from a /diagnostics message received after now (when it never settled)."""

@@ -32,6 +32,7 @@ class ReplayResult:
     query_sent_after: int = 0  # camera frames seen when the query was sent
     reply_time: float = 0.0  # monotonic time the reply arrived here
     node_counts: dict = field(default_factory=dict)  # the node's worker counts (/diagnostics) after the replay
+    node_newest: int = -1  # stamp of the newest frame the node received, from its settled report (-1: unknown)
     node_log: str = ""
     player_log: str = ""
     node_returncode: int | None = None
