@@ -50,9 +50,15 @@ class StepOutput:
 
 
 class Sam2Runner:
-    """Runs sam2's modules on one model, device and compute dtype."""
+    """Runs sam2's modules on one model, device and compute dtype.
 
-    def __init__(self, model, dtype: torch.dtype, num_frames: int, fast: FastPaths | None = None) -> None:
+    ``calls`` is what sam2's methods run on: the model itself (torch backend), or
+    a view of it whose modules are exported graphs (``onnx.modules.backend_view``):
+    the same sam2 code either way, only the module calls differ.
+    """
+
+    def __init__(self, model, dtype: torch.dtype, num_frames: int, fast: FastPaths | None = None,
+                 calls=None) -> None:
         if model.training:
             raise ValueError("the SAM2 model must be in eval mode (sam2 changes its memory rules in training)")
         if model.num_maskmem < 1:
@@ -65,8 +71,12 @@ class Sam2Runner:
         self.feat_size = int(model.sam_image_embedding_size)
         self.maskmem_pos_enc: list[torch.Tensor] | None = None  # constant, as inference_state["constants"]
         self.fast = fast or FastPaths()
-        apply_channels_last(model, self.fast)
-        self._encoder, self._memory_attention = compiled_modules(model, self.fast)
+        self.calls = model if calls is None else calls
+        if calls is None:
+            apply_channels_last(model, self.fast)
+            self._encoder, self._memory_attention = compiled_modules(model, self.fast)
+        else:
+            self._encoder, self._memory_attention = calls.image_encoder, calls.memory_attention
 
     def autocast(self):
         """Autocast on the model's device type for bf16/fp16; nothing for float32."""
@@ -84,7 +94,10 @@ class Sam2Runner:
         if self.fast.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
         with self.autocast():
-            return encode_image(self.model, image, self._encoder)
+            raw = encode_image(self.model, image, self._encoder)
+        if self.calls is not self.model:
+            raw["convs"] = "original"  # the exported encoder applies the decoder's convs itself
+        return raw
 
     def features(self, raw: dict) -> FrameFeatures:
         """Encoder output -> the original decoder's flattened features.
@@ -119,7 +132,7 @@ class Sam2Runner:
         its memory is encoded from the low-res output upsampled to (S, S), not from
         the prompt, exactly as the preflight does.
         """
-        m = self.model
+        m = self.calls
         with self.autocast():
             out = m.track_step(
                 frame_idx=frame_idx, is_init_cond_frame=True, current_vision_feats=feats.vision_feats,
@@ -146,7 +159,7 @@ class Sam2Runner:
 
         Equal to tracking each alone (up to float rounding of batched kernels).
         """
-        m = self.model
+        m = self.calls
         out: list[StepOutput | None] = [None] * len(jobs)
         with self.autocast():
             inputs = [self._memory_inputs(feats, od, t) for od, t in jobs]
