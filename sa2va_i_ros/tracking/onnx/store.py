@@ -61,18 +61,16 @@ def _load(directory: Path, model, device: torch.device) -> OnnxGraphs:
 def load_graphs(model, onnx_dir: str | Path = "", device: torch.device | None = None) -> OnnxGraphs:
     """The graphs of ``model`` on ``device`` (default: the model's), from ``onnx_dir`` or the cache."""
     device = torch.device(device) if device is not None else model.device
-    key = (str(onnx_dir), str(device))
+    directory = Path(onnx_dir).expanduser() if onnx_dir else cache_dir(model)
+    key = (str(directory), str(device))
     with _LOCK:
         per_model = _LOADED.setdefault(model, {})
         if key not in per_model:
-            per_model[key] = _resolve(model, onnx_dir, device)
+            per_model[key] = _load(directory, model, device) if onnx_dir else _cached(directory, model, device)
         return per_model[key]
 
 
-def _resolve(model, onnx_dir: str | Path, device: torch.device) -> OnnxGraphs:
-    if onnx_dir:
-        return _load(Path(onnx_dir).expanduser(), model, device)
-    directory = cache_dir(model)
+def _cached(directory: Path, model, device: torch.device) -> OnnxGraphs:
     try:
         return _load(directory, model, device)
     except OnnxMismatch:
