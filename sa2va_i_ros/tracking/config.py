@@ -13,6 +13,8 @@ PromptPolicy = Literal["all", "first"]
 GapPolicy = Literal["catch_up", "skip"]
 Backend = Literal["torch", "onnxruntime"]
 BACKENDS = ("torch", "onnxruntime")
+Preprocess = Literal["pil", "device"]
+PREPROCESS = ("pil", "device")
 
 # A stream has no length. sam2 only uses ``num_frames`` through
 # ``min(num_frames, max_obj_ptrs_in_encoder)`` (and a ``t >= num_frames`` bound that
@@ -59,6 +61,9 @@ class TrackerConfig:
       everything between the modules (memory bank, pointers, prompts) the same
       Python code. ``onnx_dir``: the exported graphs (``sa2va-i-export``); empty:
       exported once into the cache directory (``onnx/store.py``).
+    * ``preprocess``: ``"pil"`` resizes frames as Sa2VA does (exact); ``"device"``
+      uploads the uint8 frame and resizes it on the model's device
+      (``device_pixels.py``: faster on a GPU, masks within a measured IoU).
     """
 
     prompt_policy: PromptPolicy = "all"
@@ -73,6 +78,7 @@ class TrackerConfig:
     channels_last: bool = False
     backend: Backend = "torch"
     onnx_dir: str = ""
+    preprocess: Preprocess = "pil"
 
     def __post_init__(self) -> None:
         if self.prompt_policy not in ("all", "first"):
@@ -89,6 +95,8 @@ class TrackerConfig:
                 raise ValueError(f"{name} must be true or false; got {getattr(self, name)!r}")
         object.__setattr__(self, "dtype", as_dtype(self.dtype))
         check_backend(self.backend, self.dtype, self.compile, self.channels_last)
+        if self.preprocess not in PREPROCESS:
+            raise ValueError(f"preprocess must be one of {', '.join(PREPROCESS)}; got {self.preprocess!r}")
         if not isinstance(self.onnx_dir, str):
             raise ValueError(f"onnx_dir must be a path (str); got {self.onnx_dir!r}")
 

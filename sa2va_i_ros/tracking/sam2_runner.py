@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from sa2va_i_ros.model.preprocess import sam2_pixels
 from sa2va_i_ros.model.sam2_model import encode_image, with_decoder_convs
+from sa2va_i_ros.tracking.device_pixels import device_pixels
 from sa2va_i_ros.tracking.fast import FastPaths, apply_channels_last, compiled_modules
 
 
@@ -58,7 +59,7 @@ class Sam2Runner:
     """
 
     def __init__(self, model, dtype: torch.dtype, num_frames: int, fast: FastPaths | None = None,
-                 calls=None) -> None:
+                 calls=None, preprocess: str = "pil") -> None:
         if model.training:
             raise ValueError("the SAM2 model must be in eval mode (sam2 changes its memory rules in training)")
         if model.num_maskmem < 1:
@@ -71,6 +72,7 @@ class Sam2Runner:
         self.feat_size = int(model.sam_image_embedding_size)
         self.maskmem_pos_enc: list[torch.Tensor] | None = None  # constant, as inference_state["constants"]
         self.fast = fast or FastPaths()
+        self.preprocess = preprocess
         self.calls = model if calls is None else calls
         if calls is None:
             apply_channels_last(model, self.fast)
@@ -86,6 +88,8 @@ class Sam2Runner:
 
     # -- images -----------------------------------------------------------------------------
     def pixels(self, frame: np.ndarray) -> torch.Tensor:
+        if self.preprocess == "device":
+            return device_pixels(frame, self.image_size, self.device)
         return sam2_pixels(frame, self.image_size)
 
     def encode(self, pixels: torch.Tensor) -> dict:

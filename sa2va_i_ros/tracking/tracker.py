@@ -38,7 +38,8 @@ class StreamingTracker:
             from sa2va_i_ros.tracking.onnx import onnx_calls
 
             calls = onnx_calls(model, self.config.onnx_dir)
-        self.runner = Sam2Runner(model, self.config.dtype, self.config.num_frames, fast, calls)
+        self.runner = Sam2Runner(model, self.config.dtype, self.config.num_frames, fast, calls,
+                                 self.config.preprocess)
         self._horizons = memory_horizons(model, self.config.num_frames)
         self._objects: dict[int, ObjectTrack] = {}
         self._next_id = 1
