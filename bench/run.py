@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "latest.json"
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
-PARTS = ("streaming", "buffer", "node", "grounding", "load", "load8b", "runtime", "tracker", "onnx", "gpu")
+PARTS = ("streaming", "buffer", "node", "grounding", "load", "load8b", "runtime", "tracker", "onnx", "preprocess",
+         "gpu")
 
 # key, goal (text), what it is
 TABLE = [
@@ -67,6 +68,7 @@ TABLE = [
     ("preprocess.device_mask_iou_min", "-", "lowest per-frame mask IoU, device path vs PIL path (tiny tracker, "
      "40 frames)"),
     ("preprocess.device_mask_iou_mean", "-", "mean of the same"),
+    ("preprocess.nonempty_frames", "-", "frames (of 40) whose mask is not empty with the PIL path"),
     ("grounding.memory_ratio_vs_reference", "<= 0.6", "peak memory of one grounding call, ours / official way"),
     ("grounding.time_ratio_vs_reference", "<= 1.0", "time of one grounding call, ours / official way"),
     ("grounding.ours_peak_mb", "-", "peak memory of one grounding call, ours (MB)"),
@@ -172,6 +174,7 @@ def main(argv=None) -> int:
         bench_load,
         bench_node,
         bench_onnx,
+        bench_preprocess,
         bench_runtime,
         bench_streaming,
         bench_tracker,
@@ -186,6 +189,7 @@ def main(argv=None) -> int:
                        ("runtime", bench_runtime.run),
                        ("tracker", lambda o: bench_tracker.run(o, rounds=1 if opts.quick else 2)),
                        ("onnx", lambda o: bench_onnx.run(o, rounds=1 if opts.quick else 2)),
+                       ("preprocess", bench_preprocess.run),
                        ("gpu", gpu_figures)):
         if opts.only and name not in opts.only:
             continue
