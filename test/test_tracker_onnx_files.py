@@ -110,3 +110,13 @@ def test_the_command_exports_the_checkpoints_sam2(tiny_checkpoint, tmp_path, mon
         export_cli.parse_args(["--out", str(tmp_path)])  # the checkpoint's SAM2 needs --model
     assert export_cli.main(["--model", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
     assert "no such checkpoint" in capsys.readouterr().err
+
+
+def test_the_offline_tools_pass_the_backend_on(tiny_checkpoint, tmp_path):
+    from sa2va_i_ros.cli import evaluate
+
+    pipeline = evaluate.load_segmenter(str(tiny_checkpoint), tracker_backend="onnxruntime",
+                                       tracker_onnx_dir=str(tmp_path))
+    config = pipeline.tracker_config
+    assert (config.backend, config.onnx_dir, config.dtype) == ("onnxruntime", str(tmp_path), torch.float32)
+    assert evaluate.load_segmenter(str(tiny_checkpoint)).tracker_config.backend == "torch"

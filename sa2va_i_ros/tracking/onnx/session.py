@@ -82,4 +82,7 @@ class OrtGraph:
 
     @property
     def _index(self) -> int:
-        return self.device.index or 0 if self.device.type == "cuda" else 0
+        """The device id onnxruntime binds to (0 on the cpu)."""
+        if self.device.type != "cuda":
+            return 0
+        return self.device.index if self.device.index is not None else torch.cuda.current_device()
