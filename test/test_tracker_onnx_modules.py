@@ -17,7 +17,11 @@ import torch
 from onnx_helpers import exported, max_diff
 from tracker_model_helpers import product_model
 
+from sa2va_i_ros.testing.tiny_trackers import build_tiny_tracker
+from sa2va_i_ros.tracking.models import TRACKER_MODELS
 from sa2va_i_ros.tracking.onnx import onnx_calls
+from sa2va_i_ros.tracking.onnx.export import export_tracker
+from sa2va_i_ros.tracking.onnx.session import OrtGraph
 
 ATOL = 1e-4
 NAMES = ["checkpoint", "sam2.1_hiera_t"]
@@ -121,3 +125,17 @@ def test_point_prompts_are_refused():
     with pytest.raises(NotImplementedError, match="mask prompts only"):
         calls.sam_prompt_encoder(points=(torch.zeros(1, 1, 2), torch.ones(1, 1, dtype=torch.int32)), boxes=None,
                                  masks=None)
+
+
+@pytest.mark.parametrize("name", [n for n in TRACKER_MODELS if n != "sam2.1_hiera_t"])
+def test_every_configs_image_encoder(name, tmp_path):
+    """The trunk is what differs between sam2's sizes (depth, global-attention blocks, Hiera-L's windows);
+    the other graphs are the same modules in every config (compared above on two of them)."""
+    model, _ = build_tiny_tracker(name)
+    path = export_tracker(model, tmp_path, name, TRACKER_MODELS[name].config, graphs=("image_encoder",))
+    graph = OrtGraph(path["image_encoder"], torch.device("cpu"))
+    pixels = torch.randn(1, 3, model.image_size, model.image_size)
+    with torch.no_grad():
+        ref = model.forward_image(pixels)["backbone_fpn"]
+    for a, b in zip(graph(pixels=pixels), ref, strict=True):
+        assert max_diff(a, b) <= ATOL
