@@ -2,8 +2,10 @@
 
 Inputs and outputs are bound to torch memory (``IOBinding``): on the cpu the
 graph reads the tensors in place and writes into tensors allocated here; on a
-CUDA device the same, on torch's current stream (``user_compute_stream``), so
-no synchronisation is added. Output shapes come from the graph's declared
+CUDA device the same, on torch's current stream (``user_compute_stream``) and
+without onnxruntime's end-of-run stream synchronisation
+(``disable_synchronize_execution_providers``): later torch work on that stream
+is ordered after the graph anyway, so no synchronisation is added. Output shapes come from the graph's declared
 shapes, with each named dynamic axis (``objects``, ...) taken from the inputs.
 onnxruntime is imported only here, only when this backend is chosen.
 """
@@ -48,6 +50,9 @@ class OrtGraph:
         self.path = Path(path)
         self.device = device
         self.session = ort.InferenceSession(str(path), options, providers=providers_for(device))
+        self.run_options = ort.RunOptions()
+        if device.type == "cuda":
+            self.run_options.add_run_config_entry("disable_synchronize_execution_providers", "1")
         self.inputs = {i.name: i.shape for i in self.session.get_inputs()}
         self.outputs = {o.name: o.shape for o in self.session.get_outputs()}
 
@@ -77,7 +82,7 @@ class OrtGraph:
             out = torch.empty(shape, dtype=torch.float32, device=self.device)
             binding.bind_output(name, self.device.type, self._index, np.float32, shape, out.data_ptr())
             outputs.append(out)
-        self.session.run_with_iobinding(binding)
+        self.session.run_with_iobinding(binding, self.run_options)
         return outputs
 
     @property
