@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test lint demo bench clean
+.PHONY: setup test lint demo bench py310 clean
 
 setup:
 	@bash dev/setup.sh
@@ -21,5 +21,9 @@ demo: setup
 bench: setup
 	$(PY) -m bench.run
 
+# Python 3.10 (JetPack 6): compile and import the ROS-free package (no torch for cp310 here: dev/py310_check.py)
+py310:
+	@bash dev/py310.sh
+
 clean:
-	rm -rf $(VENV) build install log test-results demo_out
+	rm -rf $(VENV) .venv310 build install log test-results demo_out

@@ -32,7 +32,8 @@ setup(
         "hydra-core",
         "iopath",
     ],
-    extras_require={"bags": ["rosbags>=0.10"], "video": ["av"], "eval": ["matplotlib"]},
+    extras_require={"bags": ["rosbags>=0.10"], "video": ["av"], "eval": ["matplotlib"],
+                    "onnx": ["onnx", "onnxruntime", "onnxscript"]},
     entry_points={
         "console_scripts": [
             "segment_node = sa2va_i_ros.ros.segment_node:main",
@@ -42,6 +43,7 @@ setup(
             "sa2va-i-play = sa2va_i_ros.cli.play:main",
             "sa2va-i-make-bag = sa2va_i_ros.cli.make_bag:main",
             "sa2va-i-convert-sam2 = sa2va_i_ros.cli.convert_sam2:main",
+            "sa2va-i-export = sa2va_i_ros.cli.export:main",
         ]
     },
 )

@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "latest.json"
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
-PARTS = ("streaming", "buffer", "node", "grounding", "load", "load8b", "runtime", "tracker", "gpu")
+PARTS = ("streaming", "buffer", "node", "grounding", "load", "load8b", "runtime", "tracker", "onnx", "preprocess",
+         "gpu")
 
 # key, goal (text), what it is
 TABLE = [
@@ -50,6 +51,24 @@ TABLE = [
     ("tracker.l.encoder_cpu_ms", "-", "of which in the image encoder"),
     ("tracker.l.memory_attention_cpu_ms", "-", "of which in the memory attention"),
     ("tracker.l4.memory_attention_cpu_ms", "-", "Hiera-L, 4 objects: CPU ms in the (batched) memory attention"),
+    ("tracker.ort_cost_ratio_t", "<= 0.8", "onnxruntime (CPU provider) ms/frame / torch ms/frame, same run, one "
+     "object, Hiera-T real size"),
+    ("tracker.ort_cpu_cost_ratio_t", "<= 0.8", "the same in this process's CPU time"),
+    ("tracker.ort_cost_ratio_tiny", "-", "the same with the tiny Hiera-T config (128 input)"),
+    ("tracker.ort_cpu_cost_ratio_tiny", "-", "the same in this process's CPU time"),
+    ("tracker.torch_t.cpu_ms_per_frame", "-", "torch backend, Hiera-T real size: CPU ms per frame"),
+    ("tracker.torch_t.encoder_cpu_ms", "-", "of which in the image encoder"),
+    ("tracker.torch_t.memory_attention_cpu_ms", "-", "of which in the memory attention"),
+    ("tracker.ort_t.cpu_ms_per_frame", "-", "onnxruntime backend, the same: CPU ms per frame"),
+    ("tracker.ort_t.encoder_cpu_ms", "-", "of which in the image encoder graph"),
+    ("tracker.ort_t.memory_attention_cpu_ms", "-", "of which in the memory attention graph"),
+    ("onnx.export_seconds_t", "-", "sa2va-i-export of Hiera-T's five graphs (s)"),
+    ("preprocess.pil_ms_640x480", "-", "tracker preprocessing, exact PIL path, 640x480 -> 1024 (ms)"),
+    ("preprocess.device_ms_640x480", "-", "the device path (device_pixels), run here on the CPU (ms)"),
+    ("preprocess.device_mask_iou_min", "-", "lowest per-frame mask IoU, device path vs PIL path (tiny tracker, "
+     "40 frames)"),
+    ("preprocess.device_mask_iou_mean", "-", "mean of the same"),
+    ("preprocess.nonempty_frames", "-", "frames (of 40) whose mask is not empty with the PIL path"),
     ("grounding.memory_ratio_vs_reference", "<= 0.6", "peak memory of one grounding call, ours / official way"),
     ("grounding.time_ratio_vs_reference", "<= 1.0", "time of one grounding call, ours / official way"),
     ("grounding.ours_peak_mb", "-", "peak memory of one grounding call, ours (MB)"),
@@ -154,6 +173,8 @@ def main(argv=None) -> int:
         bench_grounding,
         bench_load,
         bench_node,
+        bench_onnx,
+        bench_preprocess,
         bench_runtime,
         bench_streaming,
         bench_tracker,
@@ -167,6 +188,8 @@ def main(argv=None) -> int:
                        ("grounding", bench_grounding.run), ("load", bench_load.run), ("load8b", bench_load.run_8b),
                        ("runtime", bench_runtime.run),
                        ("tracker", lambda o: bench_tracker.run(o, rounds=1 if opts.quick else 2)),
+                       ("onnx", lambda o: bench_onnx.run(o, rounds=1 if opts.quick else 2)),
+                       ("preprocess", bench_preprocess.run),
                        ("gpu", gpu_figures)):
         if opts.only and name not in opts.only:
             continue

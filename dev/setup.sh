@@ -58,7 +58,7 @@ echo "$torch_pin" > "$constraints"
 
 log "installing pinned Python packages and ROS 2 wheels"
 "${pip[@]}" install -q -c "$constraints" \
-  -r requirements/dev.txt -r requirements/core.txt -r requirements/ros-wheels.txt
+  -r requirements/dev.txt -r requirements/core.txt -r requirements/onnx.txt -r requirements/ros-wheels.txt
 
 log "installing sam2 without its dependencies (pure Python, no CUDA extension)"
 SAM2_BUILD_CUDA=0 "${pip[@]}" install -q --no-deps --no-build-isolation -r requirements/sam2.txt

@@ -56,7 +56,8 @@ def test_shard_rejects_bad_input():
 
 # -- settings and grid syntax ----------------------------------------------------------------------
 def test_registry_lists_the_papers_settings_with_their_defaults():
-    assert list(knobs()) == ["num_frames", "sampling", "prompt_frames", "mode", "tracker_model", "tracker_weights"]
+    assert list(knobs()) == ["num_frames", "sampling", "prompt_frames", "mode", "tracker_model", "tracker_weights",
+                             "tracker_backend", "tracker_onnx_dir"]
     s = EvalSettings()
     assert (s.num_frames, s.sampling, s.prompt_frames) == (5, "uniform", "all")
     assert s.call_kwargs() == {"num_frames": 5, "sampling": "uniform", "prompt_frames": "all"}

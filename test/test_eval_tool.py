@@ -89,7 +89,7 @@ def test_oracle_scores_one(synthetic, tmp_path, monkeypatch):
     assert (summary["J"], summary["F"], summary["J&F"]) == (1.0, 1.0, 1.0)
     assert summary["complete"] and summary["expressions"] == summary["done"] == 3 and summary["errors"] == 0
     assert summary["options"]["num_frames"] == 8 and summary["model"] == "double"
-    row = "| double | 8 | first | first (1) | - | checkpoint | - | 3/3 | 0 | 100.00 | 100.00 | 100.00 |"
+    row = "| double | 8 | first | first (1) | - | checkpoint | - | torch | - | 3/3 | 0 | 100.00 | 100.00 | 100.00 |"
     assert row in (out / "summary.md").read_text()
 
 
@@ -313,7 +313,8 @@ def test_grid_runs_every_setting_with_one_model_and_prints_the_table(synthetic, 
     best = json.loads((out / "num_frames=8,prompt_frames=all" / "summary.json").read_text())["J&F"]
     assert best == 1.0 > first
     assert f"| {100 * (best - first):+.1f} |" in next(line for line in lines if line.startswith("| 8 | all (8) |"))
-    assert "Fixed: sampling first, SaSaSa2VA mode -, tracker checkpoint, tracker weights -." in lines
+    assert ("Fixed: sampling first, SaSaSa2VA mode -, tracker checkpoint, tracker weights -, tracker backend torch, "
+            "tracker ONNX graphs -.") in lines
     rows = json.loads((out / "ablation.json").read_text())["rows"]
     assert [r["settings"]["num_frames"] for r in rows] == [5, 5, 8, 8]
     # the grid's report shows the per-setting plot and links every setting's own report

@@ -13,7 +13,8 @@ the timings.
 
 ``--tracker-model sam2.1_hiera_t --tracker-weights sam2.1_hiera_tiny.pt`` propagates
 with another SAM2 than the checkpoint's (Sa2VA / Sa2VA-i; docs/TRACKER.md);
-``--tracker-compile`` and ``--tracker-channels-last`` select the GPU speed paths.
+``--tracker-compile`` and ``--tracker-channels-last`` select the GPU speed paths;
+``--tracker-backend onnxruntime`` runs the tracker's exported graphs (``sa2va-i-export``).
 """
 
 from __future__ import annotations
@@ -59,6 +60,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="its weights: a .pt/.safetensors file or a hub id (default: its official hub repository)")
     p.add_argument("--tracker-compile", action="store_true", help="torch.compile the tracker (GPU only)")
     p.add_argument("--tracker-channels-last", action="store_true", help="channels-last tracker (GPU only)")
+    p.add_argument("--tracker-backend", default="torch", choices=("torch", "onnxruntime"),
+                   help="torch (default: sam2's modules) or onnxruntime (their exported graphs, float32)")
+    p.add_argument("--tracker-onnx-dir", default="",
+                   help="the graphs from sa2va-i-export (default: exported once into the cache)")
+    p.add_argument("--tracker-preprocess", default="pil", choices=("pil", "device"),
+                   help="frame resize: pil (exact, default) or device (on the tracker's device)")
     p.add_argument("--max-frames", type=int, default=None, help="read at most this many frames")
     p.add_argument("--no-overlay", action="store_true", help="skip overlay.mp4")
     args = p.parse_args(argv)
@@ -95,6 +102,8 @@ def run_query(pipeline, frames, query: str, args, bar):
 
 
 def main(argv=None) -> int:
+    import torch
+
     from sa2va_i_ros.offline.media import read_frames, write_mask, write_video
     from sa2va_i_ros.offline.pipeline import load_video_pipeline
     from sa2va_i_ros.tracking import TrackerChoice, TrackerConfig
@@ -109,8 +118,12 @@ def main(argv=None) -> int:
                                        revision=args.revision, lm_devices=args.lm_devices,
                                        tracker=TrackerChoice(args.tracker_model, args.tracker_weights))
         if hasattr(pipeline, "tracker_config"):  # Sa2VA / Sa2VA-i: the tracker's speed paths
-            pipeline.tracker_config = TrackerConfig(dtype=pipeline.engine.dtype, compile=args.tracker_compile,
-                                                    channels_last=args.tracker_channels_last)
+            pipeline.tracker_config = TrackerConfig(
+                dtype=torch.float32 if args.tracker_backend == "onnxruntime" else pipeline.engine.dtype,
+                compile=args.tracker_compile, channels_last=args.tracker_channels_last,
+                backend=args.tracker_backend, onnx_dir=args.tracker_onnx_dir, preprocess=args.tracker_preprocess)
+        elif args.tracker_backend != "torch":
+            raise ValueError("--tracker-backend onnxruntime applies to Sa2VA / Sa2VA-i checkpoints only")
         load_ms = (time.perf_counter() - t0) * 1e3
     except (Sa2VAError, ValueError, OSError) as exc:
         print(f"sa2va-i-video: {exc}", file=sys.stderr)
@@ -120,7 +133,8 @@ def main(argv=None) -> int:
               "options": {"num_frames": args.num_frames, "sampling": args.sampling,
                           "max_new_tokens": args.max_new_tokens,
                           "prompt_frames": args.prompt_frames, "device": args.device, "dtype": args.dtype,
-                          "tracker_model": args.tracker_model, "tracker_weights": args.tracker_weights},
+                          "tracker_model": args.tracker_model, "tracker_weights": args.tracker_weights,
+                          "tracker_backend": args.tracker_backend},
               "queries": []}
     for k, query in enumerate(args.query):
         bar = tqdm(total=len(frames), desc=f"{query[:30]}", unit="frame")

@@ -134,6 +134,7 @@ def build_sam2(spec: Sam2Spec | None = None, device: str | torch.device = "cpu",
     cfg = compose(config_name=config, overrides=[*SA2VA_OVERRIDES, *sizes])
     OmegaConf.resolve(cfg)
     model = instantiate(cfg.model, _recursive_=True)
+    model.sa2va_i_ros_config = config  # named in exported graphs (tracking/onnx); no effect on the model
     return model.to(device).eval()
 
 

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+import torch
 
 from sa2va_i_ros.grounding.engine import GroundingEngine, GroundingOptions
 from sa2va_i_ros.grounding.kinds import checkpoint_kind, checkpoint_tracker_only
@@ -104,17 +105,26 @@ class VideoPipeline:
 
 
 def load_video_pipeline(model: str, device: str = "cpu", dtype: str = "float32", original_sam2=None,
-                        revision: str | None = None, lm_devices=None, tracker: TrackerChoice | None = None):
+                        revision: str | None = None, lm_devices=None, tracker: TrackerChoice | None = None,
+                        tracker_backend: tuple[str, str] = ("torch", "")):
     """The whole-video pipeline a checkpoint needs, by config.json's model_type.
 
     ``VideoPipeline`` (Sa2VA / Sa2VA-i) or ``SaSaSa2VAPipeline`` (``sasasa2va_chat``).
     Both answer ``segment(frames, query, **options)`` with one mask per frame.
-    ``tracker`` (Sa2VA / Sa2VA-i only): the propagation model.
+    ``tracker`` (Sa2VA / Sa2VA-i only): the propagation model; ``tracker_backend``:
+    (``TrackerConfig.backend``, ``onnx_dir``), the onnxruntime one in float32.
     """
     if checkpoint_kind(model, revision) == "sasasa2va":
         from sa2va_i_ros.grounding.sasasa2va.pipeline import SaSaSa2VAPipeline
 
         checkpoint_tracker_only(tracker)
+        if tracker_backend[0] != "torch":
+            raise ValueError("the onnxruntime tracker backend applies to Sa2VA / Sa2VA-i checkpoints only")
         return SaSaSa2VAPipeline.load(model, device=device, dtype=dtype, revision=revision, lm_devices=lm_devices)
-    return VideoPipeline.load(model, device=device, dtype=dtype, original_sam2=original_sam2, revision=revision,
-                              lm_devices=lm_devices, tracker=tracker)
+    pipeline = VideoPipeline.load(model, device=device, dtype=dtype, original_sam2=original_sam2,
+                                  revision=revision, lm_devices=lm_devices, tracker=tracker)
+    backend, onnx_dir = tracker_backend
+    if backend != "torch":
+        pipeline.tracker_config = replace(pipeline.tracker_config, backend=backend, onnx_dir=onnx_dir,
+                                          dtype=torch.float32)
+    return pipeline

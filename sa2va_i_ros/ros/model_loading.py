@@ -45,7 +45,8 @@ def tracker_settings(p: dict, device: str, dtype: str):
     from sa2va_i_ros.tracking.fast import resolve_fast_paths
 
     choice = TrackerChoice(p["tracker_model"], p["tracker_weights"])
-    tracker_dtype = resolve_dtype(dtype if p["tracker_dtype"] == "auto" else p["tracker_dtype"], torch.device(device))
+    auto = "float32" if p["tracker_backend"] == "onnxruntime" else dtype  # the exported graphs are float32
+    tracker_dtype = resolve_dtype(auto if p["tracker_dtype"] == "auto" else p["tracker_dtype"], torch.device(device))
     fast = resolve_fast_paths(p["tracker_compile"], p["tracker_channels_last"], torch.device(device))
     off = [name for name, on in (("tracker_compile", fast.compile), ("tracker_channels_last", fast.channels_last))
            if p[name] and not on]
@@ -54,7 +55,8 @@ def tracker_settings(p: dict, device: str, dtype: str):
                          f"{'them' if len(off) > 1 else 'it'} false")
     config = TrackerConfig(dtype=tracker_dtype, threshold=p["presence_threshold"], lost_after=p["lost_after_frames"],
                            found_after=p["found_after_frames"], compile=p["tracker_compile"],
-                           channels_last=p["tracker_channels_last"])
+                           channels_last=p["tracker_channels_last"], backend=p["tracker_backend"],
+                           onnx_dir=p["tracker_onnx_dir"], preprocess=p["tracker_preprocess"])
     return choice, config
 
 

@@ -60,6 +60,15 @@ PARAMETERS: tuple[Param, ...] = (
     Param("tracker_compile", False, "torch.compile the tracker's image encoder and memory attention (CUDA with "
           "triton only; compiled at configure)", "configure"),
     Param("tracker_channels_last", False, "channels-last convolutions in the tracker (CUDA only)", "configure"),
+    Param("tracker_backend", "torch", "torch (sam2's modules, exact) or onnxruntime (their exported graphs in "
+          "float32: CPU provider, or CUDA/TensorRT where onnxruntime-gpu is installed; docs/DEPLOYMENT.md)",
+          "configure", choices=("torch", "onnxruntime")),
+    Param("tracker_onnx_dir", "", "onnxruntime backend: the folder sa2va-i-export wrote for this tracker model "
+          "(checked against its weights); empty: exported once at configure into ~/.cache/sa2va_i_ros/onnx",
+          "configure"),
+    Param("tracker_preprocess", "pil", "tracker frame resize: pil (exact, as Sa2VA) or device (uint8 upload, "
+          "resized on the tracker's device; masks within the IoU in the README)", "configure",
+          choices=("pil", "device")),
     Param("max_new_tokens", 2048, "longest answer the language model may generate (Sa2VA: 2048)", "live",
           low=1, high=8192),
     # grounding defaults (a request may override them)

@@ -11,6 +11,10 @@ from sa2va_i_ros.model.device import DTYPES
 
 PromptPolicy = Literal["all", "first"]
 GapPolicy = Literal["catch_up", "skip"]
+Backend = Literal["torch", "onnxruntime"]
+BACKENDS = ("torch", "onnxruntime")
+Preprocess = Literal["pil", "device"]
+PREPROCESS = ("pil", "device")
 
 # A stream has no length. sam2 only uses ``num_frames`` through
 # ``min(num_frames, max_obj_ptrs_in_encoder)`` (and a ``t >= num_frames`` bound that
@@ -52,6 +56,14 @@ class TrackerConfig:
     * ``num_frames``: the video length told to sam2 (see ``STREAM_NUM_FRAMES``).
     * ``compile`` / ``channels_last``: GPU speed paths (``fast.py``); off on a CPU
       whatever is asked (``StreamingTracker.fast_paths.notes`` says so).
+    * ``backend``: ``"torch"`` runs sam2's modules; ``"onnxruntime"`` runs their
+      exported graphs (``tracking/onnx``; float32, no compile/channels-last), with
+      everything between the modules (memory bank, pointers, prompts) the same
+      Python code. ``onnx_dir``: the exported graphs (``sa2va-i-export``); empty:
+      exported once into the cache directory (``onnx/store.py``).
+    * ``preprocess``: ``"pil"`` resizes frames as Sa2VA does (exact); ``"device"``
+      uploads the uint8 frame and resizes it on the model's device
+      (``device_pixels.py``: faster on a GPU, masks within a measured IoU).
     """
 
     prompt_policy: PromptPolicy = "all"
@@ -64,6 +76,9 @@ class TrackerConfig:
     num_frames: int = STREAM_NUM_FRAMES
     compile: bool = False
     channels_last: bool = False
+    backend: Backend = "torch"
+    onnx_dir: str = ""
+    preprocess: Preprocess = "pil"
 
     def __post_init__(self) -> None:
         if self.prompt_policy not in ("all", "first"):
@@ -79,6 +94,24 @@ class TrackerConfig:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false; got {getattr(self, name)!r}")
         object.__setattr__(self, "dtype", as_dtype(self.dtype))
+        check_backend(self.backend, self.dtype, self.compile, self.channels_last)
+        if self.preprocess not in PREPROCESS:
+            raise ValueError(f"preprocess must be one of {', '.join(PREPROCESS)}; got {self.preprocess!r}")
+        if not isinstance(self.onnx_dir, str):
+            raise ValueError(f"onnx_dir must be a path (str); got {self.onnx_dir!r}")
+
+
+def check_backend(backend: str, dtype: torch.dtype, compile: bool = False, channels_last: bool = False) -> str:
+    """``backend`` if it can run with these options, else a ValueError saying why."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    if backend == "onnxruntime":
+        if dtype != torch.float32:
+            raise ValueError("the onnxruntime backend runs the exported float32 graphs: use dtype float32 "
+                             "(reduced precision is a TensorRT engine build, docs/DEPLOYMENT.md)")
+        if compile or channels_last:
+            raise ValueError("compile and channels_last are torch speed paths: off with the onnxruntime backend")
+    return backend
 
 
 def check_gap_policy(policy: str) -> str:

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from sa2va_i_ros.model.preprocess import sam2_pixels
 from sa2va_i_ros.model.sam2_model import encode_image, with_decoder_convs
+from sa2va_i_ros.tracking.device_pixels import device_pixels
 from sa2va_i_ros.tracking.fast import FastPaths, apply_channels_last, compiled_modules
 
 
@@ -50,9 +51,15 @@ class StepOutput:
 
 
 class Sam2Runner:
-    """Runs sam2's modules on one model, device and compute dtype."""
+    """Runs sam2's modules on one model, device and compute dtype.
 
-    def __init__(self, model, dtype: torch.dtype, num_frames: int, fast: FastPaths | None = None) -> None:
+    ``calls`` is what sam2's methods run on: the model itself (torch backend), or
+    a view of it whose modules are exported graphs (``onnx.modules.backend_view``):
+    the same sam2 code either way, only the module calls differ.
+    """
+
+    def __init__(self, model, dtype: torch.dtype, num_frames: int, fast: FastPaths | None = None,
+                 calls=None, preprocess: str = "pil") -> None:
         if model.training:
             raise ValueError("the SAM2 model must be in eval mode (sam2 changes its memory rules in training)")
         if model.num_maskmem < 1:
@@ -65,8 +72,13 @@ class Sam2Runner:
         self.feat_size = int(model.sam_image_embedding_size)
         self.maskmem_pos_enc: list[torch.Tensor] | None = None  # constant, as inference_state["constants"]
         self.fast = fast or FastPaths()
-        apply_channels_last(model, self.fast)
-        self._encoder, self._memory_attention = compiled_modules(model, self.fast)
+        self.preprocess = preprocess
+        self.calls = model if calls is None else calls
+        if calls is None:
+            apply_channels_last(model, self.fast)
+            self._encoder, self._memory_attention = compiled_modules(model, self.fast)
+        else:
+            self._encoder, self._memory_attention = calls.image_encoder, calls.memory_attention
 
     def autocast(self):
         """Autocast on the model's device type for bf16/fp16; nothing for float32."""
@@ -76,6 +88,8 @@ class Sam2Runner:
 
     # -- images -----------------------------------------------------------------------------
     def pixels(self, frame: np.ndarray) -> torch.Tensor:
+        if self.preprocess == "device":
+            return device_pixels(frame, self.image_size, self.device)
         return sam2_pixels(frame, self.image_size)
 
     def encode(self, pixels: torch.Tensor) -> dict:
@@ -84,7 +98,10 @@ class Sam2Runner:
         if self.fast.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
         with self.autocast():
-            return encode_image(self.model, image, self._encoder)
+            raw = encode_image(self.model, image, self._encoder)
+        if self.calls is not self.model:
+            raw["convs"] = "original"  # the exported encoder applies the decoder's convs itself
+        return raw
 
     def features(self, raw: dict) -> FrameFeatures:
         """Encoder output -> the original decoder's flattened features.
@@ -119,7 +136,7 @@ class Sam2Runner:
         its memory is encoded from the low-res output upsampled to (S, S), not from
         the prompt, exactly as the preflight does.
         """
-        m = self.model
+        m = self.calls
         with self.autocast():
             out = m.track_step(
                 frame_idx=frame_idx, is_init_cond_frame=True, current_vision_feats=feats.vision_feats,
@@ -146,7 +163,7 @@ class Sam2Runner:
 
         Equal to tracking each alone (up to float rounding of batched kernels).
         """
-        m = self.model
+        m = self.calls
         out: list[StepOutput | None] = [None] * len(jobs)
         with self.autocast():
             inputs = [self._memory_inputs(feats, od, t) for od, t in jobs]

@@ -33,7 +33,13 @@ class StreamingTracker:
     def __init__(self, model, config: TrackerConfig | None = None) -> None:
         self.config = config or TrackerConfig()
         fast = resolve_fast_paths(self.config.compile, self.config.channels_last, model.device)
-        self.runner = Sam2Runner(model, self.config.dtype, self.config.num_frames, fast)
+        calls = None
+        if self.config.backend == "onnxruntime":
+            from sa2va_i_ros.tracking.onnx import onnx_calls
+
+            calls = onnx_calls(model, self.config.onnx_dir)
+        self.runner = Sam2Runner(model, self.config.dtype, self.config.num_frames, fast, calls,
+                                 self.config.preprocess)
         self._horizons = memory_horizons(model, self.config.num_frames)
         self._objects: dict[int, ObjectTrack] = {}
         self._next_id = 1

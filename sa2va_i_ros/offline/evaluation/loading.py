@@ -35,8 +35,9 @@ def load_segmenter(model: str, device: str = "cpu", dtype: str = "float32", orig
                                    f"be imported: {exc}") from exc
     tracker = TrackerChoice(load_settings.pop("tracker_model", None) or "checkpoint",
                             load_settings.pop("tracker_weights", None) or "")
+    backend = (load_settings.pop("tracker_backend", None) or "torch", load_settings.pop("tracker_onnx_dir", None) or "")
     return load_video_pipeline(model, device=device, dtype=dtype, original_sam2=original_sam2, tracker=tracker,
-                               **load_settings)
+                               tracker_backend=backend, **load_settings)
 
 
 def load_q_frames(path: str) -> dict:

@@ -91,6 +91,12 @@ class EvalSettings:
     tracker_weights: str | None = knob(None, stage="load", label="tracker weights",
                                        help="its weights: a .pt/.safetensors file or a hub id (default: its "
                                             "official hub repository)")
+    tracker_backend: str | None = knob(None, choices=("torch", "onnxruntime"), stage="load", label="tracker backend",
+                                       show=lambda s: s.tracker_backend or "torch",
+                                       help="torch (default: sam2's modules) or onnxruntime (their exported graphs, "
+                                            "float32; docs/DEPLOYMENT.md)")
+    tracker_onnx_dir: str | None = knob(None, stage="load", label="tracker ONNX graphs",
+                                        help="the graphs from sa2va-i-export (default: exported once into the cache)")
 
     def __post_init__(self):
         for name, spec in knobs().items():
