@@ -80,10 +80,6 @@ class NodeHarness:
         self.executor.add_node(self.node)
         self.client_executor = SingleThreadedExecutor(context=self.ctx)
         self.client_executor.add_node(self.client)
-        self._threads = [threading.Thread(target=e.spin, daemon=True)
-                         for e in (self.executor, self.client_executor)]
-        for t in self._threads:
-            t.start()
         c = self.client
         self.image_pub = c.create_publisher(Image, f"/{name}/image", OBSERVER)
         self.depth_pub = c.create_publisher(Image, f"/{name}/depth", OBSERVER)
@@ -97,6 +93,13 @@ class NodeHarness:
         self.segment_client = c.create_client(Segment, f"{n}/segment", qos_profile=OBSERVER)
         self.stop_client = c.create_client(StopTracking, f"{n}/stop_tracking", qos_profile=OBSERVER)
         self.action_client = ActionClient(c, SegmentAndTrack, f"{n}/segment_and_track")
+        # spin only once every entity exists: an ActionClient built while its node spins can be seen by the
+        # executor before its lock exists ("'ActionClient' object has no attribute '_lock'" killed the
+        # client's spin thread in CI, so no reply was ever heard)
+        self._threads = [threading.Thread(target=e.spin, daemon=True)
+                         for e in (self.executor, self.client_executor)]
+        for t in self._threads:
+            t.start()
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> None:
