@@ -1,7 +1,11 @@
 """Start the Sa2VA-i segment node and drive it to active.
 
-    ros2 launch sa2va_i_ros segment.launch.py model:=kumuji/Sa2VA-i-1B device:=cuda \
-        image:=/camera/color/image_raw use_depth:=true
+    ros2 launch realsense2_camera rs_launch.py align_depth.enable:=true
+    ros2 launch sa2va_i_ros segment.launch.py model:=kumuji/Sa2VA-i-1B device:=cuda use_depth:=true
+
+The topic defaults are realsense2_camera's since 4.54 (``/camera/camera/...``); older drivers
+publish ``/camera/color/image_raw``: pass ``image:=/camera/color/image_raw
+depth:=/camera/aligned_depth_to_color/image_raw camera_info:=/camera/color/camera_info``.
 
 A faster tracker (docs/TRACKER.md): ``tracker_model:=sam2.1_hiera_t tracker_weights:=sam2.1_hiera_tiny.pt``.
 
@@ -39,9 +43,10 @@ ARGUMENTS = [
     ("tracker_preprocess", "pil", "tracker frame resize: pil (exact) or device"),
     ("use_depth", "false", "subscribe to depth + camera_info and publish 3D output"),
     ("image_transport", "raw", "raw, compressed (<image>/compressed, <depth>/compressedDepth) or both"),
-    ("image", "/camera/color/image_raw", "RGB image topic"),
-    ("depth", "/camera/aligned_depth_to_color/image_raw", "depth topic aligned to the image"),
-    ("camera_info", "/camera/color/camera_info", "CameraInfo topic of the image"),
+    ("image", "/camera/camera/color/image_raw", "RGB image topic (realsense2_camera >= 4.54)"),
+    ("depth", "/camera/camera/aligned_depth_to_color/image_raw", "depth topic aligned to the image "
+     "(realsense: align_depth.enable:=true)"),
+    ("camera_info", "/camera/camera/color/camera_info", "CameraInfo topic of the image"),
     ("namespace", "", "namespace of the node"),
     ("node_name", "sa2va_i", "name of the node"),
     ("autostart", "true", "configure and activate the node once at start-up"),

@@ -107,3 +107,16 @@ def test_launch_arguments_feed_declared_parameters():
         text = arguments[argument]
         value = {"bool": lambda t: t == "true", "int": int, "float": float}.get(value_type, str)(text)
         assert check_value(BY_NAME[name], value) is None, (name, text)
+
+
+def test_input_topic_defaults_are_realsense_4_54_names():
+    """realsense2_camera >= 4.54 publishes /<namespace>/<camera name>/... with both 'camera' (deployment-facts:
+    realsense-ros PR #2857); the defaults and the synthetic bag use those names, so the bag replays onto them."""
+    from sa2va_i_ros.testing.synthetic.bag_writer import COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC
+
+    expected = {"image": "/camera/camera/color/image_raw",
+                "depth": "/camera/camera/aligned_depth_to_color/image_raw",
+                "camera_info": "/camera/camera/color/camera_info"}
+    arguments = _launch_arguments()
+    assert {k: arguments[k] for k in expected} == expected
+    assert tuple(expected.values()) == (COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC)

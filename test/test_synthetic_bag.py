@@ -128,8 +128,8 @@ def test_compressed_bag_holds_what_image_transport_publishes(tmp_path, frames):
     by_topic = defaultdict(list)
     with Reader(tmp_path / "bag") as reader:
         assert {t: c.msgtype for t, c in reader.topics.items()} == {
-            "/camera/color/image_raw/compressed": "sensor_msgs/msg/CompressedImage",
-            "/camera/aligned_depth_to_color/image_raw/compressedDepth": "sensor_msgs/msg/CompressedImage",
+            "/camera/camera/color/image_raw/compressed": "sensor_msgs/msg/CompressedImage",
+            "/camera/camera/aligned_depth_to_color/image_raw/compressedDepth": "sensor_msgs/msg/CompressedImage",
             INFO_TOPIC: "sensor_msgs/msg/CameraInfo"}
         for conn, stamp, data in reader.messages():
             assert len(data) % 4 == 0
@@ -153,7 +153,7 @@ def test_make_bag_cli_compressed(tmp_path, capsys):
     args = [str(tmp_path), "--frames", "2", "--size", "64x48"]
     assert make_bag([*args, "--compressed"]) == 0
     out = capsys.readouterr().out
-    assert "compressed" in out and "/camera/color/image_raw/compressed" in out
+    assert "compressed" in out and "/camera/camera/color/image_raw/compressed" in out
     assert (tmp_path / "tabletop_mcap_compressed" / "metadata.yaml").is_file()
     assert make_bag(args) == 0  # the raw bag of the same scene beside it, sharing gt/
     assert "kept" in capsys.readouterr().out

@@ -23,9 +23,11 @@ from rosbags.typesys import Stores, get_typestore
 from sa2va_i_ros.imaging.compressed_codec import encode_depth_16uc1, encode_jpeg
 from sa2va_i_ros.testing.synthetic.scene import FRAME_ID, NS_PER_S, Frame
 
-COLOR_TOPIC = "/camera/color/image_raw"
-DEPTH_TOPIC = "/camera/aligned_depth_to_color/image_raw"
-INFO_TOPIC = "/camera/color/camera_info"
+# realsense2_camera >= 4.54 names its topics /<namespace>/<camera name>/..., both "camera" by default
+# (depth aligned to colour with align_depth.enable:=true); the launch file's defaults are the same names
+COLOR_TOPIC = "/camera/camera/color/image_raw"
+DEPTH_TOPIC = "/camera/camera/aligned_depth_to_color/image_raw"
+INFO_TOPIC = "/camera/camera/color/camera_info"
 TOPIC_TYPES = {
     COLOR_TOPIC: "sensor_msgs/msg/Image",
     DEPTH_TOPIC: "sensor_msgs/msg/Image",
