@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from sa2va_i_ros.testing.synthetic.scene import EXPRESSIONS, FRAME_ID, OBJECTS, VIDEO, Frame, SceneSpec
+from sa2va_i_ros.testing.synthetic.scene import EXPRESSIONS, OBJECTS, VIDEO, Frame, SceneSpec
+from sa2va_i_ros.testing.synthetic.views import view
 
 
 def davis_palette() -> list[int]:
@@ -64,7 +65,7 @@ class GtWriter:
                  "objects": {str(obj_id): name for obj_id, (name, _) in OBJECTS.items()}}
         meta = {"videos": {self.video: video}}
         (self.root / "meta_expressions.json").write_text(json.dumps(meta, indent=1))
-        stamps = {self.video: self.stamps, "frame_id": FRAME_ID,
+        stamps = {self.video: self.stamps, "frame_id": view(self.spec.view).frame_id,
                   "camera_info": self.spec.camera.camera_info(), "scene": dataclasses.asdict(self.spec)}
         (self.root / "stamps.json").write_text(json.dumps(stamps, indent=1))
 

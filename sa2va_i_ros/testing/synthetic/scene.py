@@ -20,11 +20,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sa2va_i_ros.testing.synthetic.camera import PinholeCamera, look_at
+from sa2va_i_ros.testing.synthetic.camera import PinholeCamera
 from sa2va_i_ros.testing.synthetic.shapes import Bowl, Box, Cup, Table, may_hit
+from sa2va_i_ros.testing.synthetic.views import VIEWS, pulse, view
 
 NS_PER_S = 1_000_000_000
-FRAME_ID = "camera_color_optical_frame"
+FRAME_ID = VIEWS["head"].frame_id  # the head camera's, as the single-camera recording has always had
 VIDEO = "tabletop"
 
 # id -> (name, rgb colour); 0 is the background (table, floor, nothing).
@@ -70,11 +71,13 @@ class SceneSpec:
     start_ns: int = 1_700_000_000 * NS_PER_S
     max_range_m: float = 2.5  # depth beyond this is 0 (no return), like a real RGB-D camera
     noise_sigma: float = 2.0  # seeded Gaussian noise on the colour image, in grey levels
+    view: str = "head"  # which camera renders it (views.VIEWS: head, wrist)
 
     def __post_init__(self):
         if self.width < 16 or self.height < 16 or self.frames < 1 or self.fps <= 0:
             raise ValueError(f"need size >= 16x16, frames >= 1 and fps > 0; got {self.width}x{self.height}, "
                              f"{self.frames} frames, {self.fps} fps")
+        view(self.view)  # an unknown view fails here, before any frame is rendered
 
     @property
     def camera(self) -> PinholeCamera:
@@ -94,31 +97,15 @@ class Frame:
     depth_mm: np.ndarray  # (H, W) uint16 millimetres, 0 = no return
     ids: np.ndarray  # (H, W) uint8 object id, 0 = background
     world_from_camera: np.ndarray  # (4, 4) float64
+    frame_id: str = FRAME_ID  # the optical frame of the camera that rendered it
 
     def mask(self, obj_id: int) -> np.ndarray:
         return self.ids == obj_id
 
 
-def _smooth(s: float, a: float, b: float) -> float:
-    """0 before a, 1 after b, a smoothstep between (the camera and the hand never jerk)."""
-    x = min(max((s - a) / (b - a), 0.0), 1.0)
-    return x * x * (3.0 - 2.0 * x)
-
-
-def _pulse(s: float, rise: tuple[float, float], fall: tuple[float, float]) -> float:
-    return _smooth(s, *rise) * (1.0 - _smooth(s, *fall))
-
-
-def camera_pose(s: float) -> np.ndarray:
-    """World_from_camera at progress s in [0, 1]: a gentle sway, and a pan right and back in the middle."""
-    eye = (0.04 * np.sin(2.0 * np.pi * s), -0.05, 0.45)
-    target = (0.75 * _pulse(s, (0.42, 0.56), (0.68, 0.82)), 0.62, 0.0)
-    return look_at(eye, target)
-
-
 def hand_box(s: float) -> Box:
     """The occluder: reaches in from the left, rests between the camera and the red cup, withdraws."""
-    x = -0.75 + 0.61 * _pulse(s, (0.06, 0.16), (0.28, 0.38))
+    x = -0.75 + 0.61 * pulse(s, (0.06, 0.16), (0.28, 0.38))
     return Box(lo=(x - 0.07, 0.24, 0.10), hi=(x + 0.07, 0.34, 0.32))
 
 
@@ -143,7 +130,8 @@ def _rays(camera: PinholeCamera) -> tuple[np.ndarray, np.ndarray]:
 def render(spec: SceneSpec, k: int) -> Frame:
     """Frame k of the recording (pure function of spec and k)."""
     s = k / (spec.frames - 1) if spec.frames > 1 else 0.0
-    pose = camera_pose(s)
+    cam = view(spec.view)
+    pose = cam.pose(s)
     rays, dd = _rays(spec.camera)
     eye, d = pose[:3, 3], rays @ np.ascontiguousarray(pose[:3, :3].T)  # a transposed operand is 10x slower
     t_best, normal = _FLOOR.hit(eye, d)
@@ -170,7 +158,7 @@ def render(spec: SceneSpec, k: int) -> Frame:
     in_range = hit & (t_best <= spec.max_range_m)
     depth = np.zeros(len(d), np.uint16)
     depth[in_range] = np.rint(t_best[in_range] * 1000.0)
-    return Frame(k, spec.stamp_ns(k), rgb, depth.reshape(shape2d), ids.reshape(shape2d), pose)
+    return Frame(k, spec.stamp_ns(k), rgb, depth.reshape(shape2d), ids.reshape(shape2d), pose, cam.frame_id)
 
 
 def generate_frames(spec: SceneSpec | None = None) -> Iterator[Frame]:
