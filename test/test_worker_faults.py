@@ -1,0 +1,145 @@
+"""Fault containment in the real threaded worker: an exception in any phase ends only what it concerns.
+
+The fault-injection double (``sa2va_i_ros/testing/faults.py``) raises at the
+k-th call of a phase (grounding, seeding, catch-up, live step) a CUDA
+out-of-memory RuntimeError or a ValueError. After each: the request under way
+gets one clear reply (what failed, on which device, what to try), the other
+tracks keep their live output, the next request is served, /diagnostics' health
+says ERROR with the reason and OK again after the next good step, and no
+exception reaches the worker thread's loop.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from sa2va_i_ros.errors import ObjectFault
+from sa2va_i_ros.testing.faults import out_of_memory
+from sa2va_i_ros.testing.threaded_rig import Rig
+
+ERRORS = {"oom": out_of_memory, "value": lambda: ValueError("shapes (3, 4) and (5,) do not match [injected]")}
+REQUEST_PHASES = {"grounding": "grounding", "seeding": "seeding the tracker", "catch_up": "the catch-up"}
+
+
+@pytest.fixture
+def rig():
+    r = Rig()
+    yield r
+    r.close()
+    assert not r.worker.errors, list(r.worker.errors)
+    assert not r.rec.disorder, r.rec.disorder
+
+
+def tracked(rig, query="the cup") -> int:
+    rig.pump_until(lambda: rig.index >= 10)
+    reply = rig.segment(query)
+    assert reply.success, reply.message
+    return reply.track_id
+
+
+def still_live(rig, track_id: int) -> None:
+    """Live output of ``track_id`` goes on: it appears on frames offered from now on."""
+    after = rig.index * rig.period_ns
+    rig.pump_until(lambda: rig.rec.outputs_of(track_id, after) >= 3)
+
+
+@pytest.mark.parametrize("error", ERRORS)
+@pytest.mark.parametrize("phase, k", [("grounding", 1), ("grounding", 9), ("seeding", 1), ("catch_up", 1),
+                                      ("catch_up", 3)])  # one seeding call per request of one object
+def test_fault_in_a_request_phase_ends_that_request_only(rig, phase, error, k):
+    first = tracked(rig)
+    rig.plan.arm(phase, k, ERRORS[error]())
+    reply = rig.segment("the bowl")
+    assert rig.plan.raised and rig.plan.raised[-1][0] == phase
+    assert not reply.success
+    assert f"{REQUEST_PHASES[phase]} failed on cpu" in reply.message
+    assert ("fewer num_frames" in reply.message) and (("float16" in reply.message) == (error == "oom"))
+    health = rig.worker.health.snapshot()
+    assert health["faults"] == 1 and health["last_fault"] == reply.message
+    still_live(rig, first)  # the other track goes on ...
+    assert rig.worker.health.snapshot()["level"] == "ok"  # ... and the next good step clears the error
+    assert rig.worker.tracks == {first: "the cup"}
+    served = rig.segment("the plate")  # the next request is served
+    assert served.success, served.message
+    still_live(rig, served.track_id)
+    still_live(rig, first)
+
+
+@pytest.mark.parametrize("error", ERRORS)
+def test_fault_in_the_shared_live_step_loses_one_frame_not_the_tracks(rig, error):
+    first = tracked(rig)
+    rig.settle()
+    rig.plan.arm("live", 1, ERRORS[error]())
+    rig.frame()
+    rig.settle()
+    health = rig.worker.health.snapshot()
+    assert health["level"] == "error" and f"the live step of track {first} failed on cpu" in health["message"]
+    still_live(rig, first)
+    assert rig.worker.health.snapshot()["level"] == "ok"
+    assert rig.worker.tracks == {first: "the cup"} and "stopped" not in rig.rec.kinds(first)
+
+
+def test_fault_in_the_live_step_repeating_ends_the_tracks_with_the_reason(rig):
+    first = tracked(rig)
+    rig.settle()
+    for _ in range(3):
+        rig.plan.arm("live", 1, out_of_memory())
+        rig.frame()
+        rig.settle()
+    assert rig.rec.kinds(first)[-1] == "stopped" and rig.worker.tracks == {}
+    assert "3 frames in a row" in rig.worker.health.snapshot()["message"]
+    served = rig.segment("the plate")
+    assert served.success, served.message
+    still_live(rig, served.track_id)
+
+
+@pytest.mark.parametrize("error", ERRORS)
+def test_fault_of_one_object_in_the_live_step_ends_that_object_only(rig, error):
+    first = tracked(rig)
+    second = tracked(rig, "the bowl")
+    rig.settle()
+    rig.plan.arm("live_object", 1, ERRORS[error](), obj_id=second)
+    rig.frame()
+    rig.settle()
+    assert rig.rec.kinds(second)[-1] == "stopped" and "stopped" not in rig.rec.kinds(first)
+    assert rig.worker.tracks == {first: "the cup"}
+    assert f"tracking track {second} failed on cpu" in rig.worker.health.snapshot()["message"]
+    still_live(rig, first)
+    assert rig.worker.health.snapshot()["level"] == "ok"
+
+
+def test_fault_while_nothing_is_tracked_leaves_the_worker_serving(rig):
+    rig.pump_until(lambda: rig.index >= 10)
+    rig.plan.arm("grounding", 2, out_of_memory())
+    assert not rig.segment("the cup").success
+    reply = rig.segment("the cup")
+    assert reply.success, reply.message
+    still_live(rig, reply.track_id)
+
+
+def test_fault_of_one_object_in_the_real_tracker_is_named_by_the_tracker(engine):
+    """The real streaming tracker reports a failure in one object's own work as that object's
+    (``ObjectFault``), so the worker can end it alone; the shared encoder's failure stays itself."""
+    import numpy as np
+
+    from sa2va_i_ros.tracking import Grounding, StreamingTracker, TrackerConfig
+
+    tracker = StreamingTracker(engine.model.sam2, TrackerConfig())
+    frame = np.zeros((32, 32, 3), np.uint8)
+    mask = np.zeros((32, 32), bool)
+    mask[8:16, 8:16] = True
+    for obj_id in (1, 2):
+        tracker.add_object(Grounding([frame], [0], [0], [mask]), obj_id=obj_id)
+    broken = tracker._objects[2]
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory [injected]")
+
+    broken.commit = fail
+    with pytest.raises(ObjectFault) as raised:
+        tracker.step(frame, 1)
+    assert raised.value.obj_id == 2 and "out of memory" in str(raised.value.cause)
+    del broken.commit
+    tracker.runner.encode = fail
+    with pytest.raises(RuntimeError, match="out of memory"):
+        tracker.step(frame, 2)
