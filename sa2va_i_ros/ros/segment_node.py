@@ -42,7 +42,7 @@ from std_msgs.msg import Header
 from sa2va_i_ros.action import SegmentAndTrack
 from sa2va_i_ros.imaging.image_codec import ImageDecodeError
 from sa2va_i_ros.ros import conversions as conv
-from sa2va_i_ros.ros.callbacks import count_internal_error, guarded
+from sa2va_i_ros.ros.callbacks import Counts, count_internal_error, guarded
 from sa2va_i_ros.ros.camera_inputs import camera_qos, camera_subscriptions, depth_subscriptions
 from sa2va_i_ros.ros.diagnostics import RateMeter, diagnostic_array, node_statuses
 from sa2va_i_ros.ros.frame_publisher import FramePublisher
@@ -78,7 +78,7 @@ class SegmentNode(LifecycleNode):
         self._track_ids = itertools.count(1)  # unique for the node's lifetime, across cleanups
         self._subs: list = []
         self._gate: TransportGate | None = None  # image_transport both: the first copy of a frame wins
-        self._counts: dict[str, int] = {}
+        self._counts = Counts()  # image callbacks, the worker's faults and bugs add; /diagnostics reads a copy
         self.images_received = 0  # image callbacks done (whatever became of the image)
         self._in_rate = RateMeter()
         self._model_state = "unconfigured"
@@ -198,8 +198,8 @@ class SegmentNode(LifecycleNode):
 
     # -- inputs ---------------------------------------------------------------------------------
     def _count(self, what: str, message: str) -> None:
-        self._counts[what] = self._counts.get(what, 0) + 1
-        self.get_logger().warning(f"{message} (x{self._counts[what]})", throttle_duration_sec=5.0)
+        n = self._counts.add(what)
+        self.get_logger().warning(f"{message} (x{n})", throttle_duration_sec=5.0)
 
     @guarded
     def _on_camera_info(self, msg: CameraInfo) -> None:
@@ -351,7 +351,7 @@ class SegmentNode(LifecycleNode):
     @guarded
     def _publish_diagnostics(self) -> None:
         statuses = node_statuses(self.get_fully_qualified_name(), self.worker, model_state=self._model_state,
-                                 active=self.active, in_rate=self._in_rate.rate(), input_counts=self._counts,
+                                 active=self.active, in_rate=self._in_rate.rate(), input_counts=self._counts.snapshot(),
                                  images_received=self.images_received, frames=self.frame_publisher)
         self._diag_pub.publish(diagnostic_array(self.get_clock().now().to_msg(), statuses))
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -24,6 +25,14 @@ from sa2va_i_ros.testing.faults import FaultPlan, FaultyEngine, FaultyTracker
 from sa2va_i_ros.testing.simulation import DESKTOP_GPU, Profile, SimClock, StandInEngine, StandInTracker
 
 NS = 1_000_000_000
+
+
+class Header(dict):
+    """A frame's header: the stand-ins read ``["stamp_ns"]``, the node's diagnostics ``.stamp.sec/nanosec``."""
+
+    @property
+    def stamp(self) -> SimpleNamespace:
+        return SimpleNamespace(sec=self["stamp_ns"] // NS, nanosec=self["stamp_ns"] % NS)
 
 
 class Recorder:
@@ -80,7 +89,7 @@ class Rig:
     def frame(self):
         self.index += 1
         ns = self.index * self.period_ns
-        return self.worker.offer_frame({"i": self.index, "stamp_ns": ns}, ns, self._rgb)
+        return self.worker.offer_frame(Header(i=self.index, stamp_ns=ns), ns, self._rgb)
 
     def submit(self, query: str, **kw) -> tuple:
         replies: list[SegmentReply] = []

@@ -52,7 +52,7 @@ class Job:
     def hold(self, frame, max_frames: int, max_bytes: int) -> int:
         """Keep a frame that arrived during the grounding, within the buffer's budget (``max_frames`` frames,
         ``max_bytes`` bytes: what the buffer would hold); beyond it, every second held frame goes (never the
-        newest), so they stay evenly spread as the catch-up would thin them. Returns how many went."""
+        newest), as the catch-up thins the frames it holds (``CatchUp.add``). Returns how many went."""
         self.held.append(frame)
         dropped = 0
         while len(self.held) > 1 and (len(self.held) > max_frames or held_bytes(self.held) > max_bytes):
