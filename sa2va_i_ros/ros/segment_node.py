@@ -169,14 +169,17 @@ class SegmentNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _release(self, reason: str) -> None:
-        """Answer every request under way, STOPPED for every track, then drop the model."""
+        """Answer every request under way, STOPPED for every track, then drop the model: at once, or, when
+        the step under way outlives the wait, as it ends (never under a running step)."""
         self.active = False
-        worker, self.worker = self.worker, None
-        if worker is not None:
-            worker.close(f"{reason} while this request was served")  # STOPPED (and DELETE markers) per track
+        worker, self.worker, self.session = self.worker, None, None
+        if worker is None:
+            free_memory()
+        # STOPPED (and DELETE markers) per track
+        elif not worker.close(f"{reason} while this request was served", then=free_memory):
+            self.get_logger().warning("a model step outlived the shutdown wait: it was asked to stop, and the "
+                                      "model's memory goes back when it ends")
         self.frame_publisher.release(self._newest_header(worker))
-        self.session = None
-        free_memory()
 
     def _newest_header(self, worker=None) -> Header:
         """The newest camera frame's header (for DELETE markers sent between frames)."""

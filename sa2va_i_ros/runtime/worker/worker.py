@@ -30,6 +30,7 @@ class PerceptionWorker(WorkerLoop):
         super().__init__(session, emitter, clock)
         self._waiting = False  # the worker thread waits for work (set and read under the lock)
         self._then: Callable[[], None] | None = None  # close()'s release, when a step outlived its timeout
+        self._exited = False  # the thread left its loop (set under the lock)
         self.errors: deque[Exception] = deque(maxlen=20)  # exceptions that escaped a step (a bug): tests read it
         self._thread = None
         if threaded:
@@ -148,22 +149,20 @@ class PerceptionWorker(WorkerLoop):
         ended within ``timeout``."""
         with self.lock:
             self.closed = True
-            self._then = then
             self.lock.notify_all()
-        ended = True
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-            ended = not self._thread.is_alive()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
         with self.lock:
             tickets = ([self.job.ticket] if self.job is not None else []) + self.intake.take_all()
             self.job = None
-            run_then = ended and self._then is not None
-            if run_then:
-                self._then = None
+            ended = thread is None or self._exited
+            if not ended:  # a step outlived the timeout: the thread frees the model as it ends
+                self._then = then
         for t in tickets:
             self.finish(t, SegmentReply(False, reason))
         self.stop(0)
-        if run_then:
+        if ended and then is not None:
             then()
         return ended
 
@@ -188,6 +187,7 @@ class PerceptionWorker(WorkerLoop):
                     self.faults_log(message)
         finally:
             with self.lock:  # close() timed out under a step: the model is freed now that it ended
+                self._exited = True
                 then, self._then = self._then, None
             if then is not None:
                 self.call(then)
