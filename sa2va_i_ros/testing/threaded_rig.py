@@ -76,7 +76,7 @@ class Rig:
         self.plan = FaultPlan(delay_s)
         self.engine = FaultyEngine(StandInEngine(self.clock, profile), self.plan)
         self.tracker = FaultyTracker(StandInTracker(self.clock, profile), self.plan)
-        self.buffer = buffer or FrameBuffer(max_frames=60, max_seconds=10.0)
+        self.buffer = buffer if buffer is not None else FrameBuffer(max_frames=60, max_seconds=10.0)
         self.session = Session(self.engine, self.buffer,
                                settings=settings or Settings(max_tracks=4, prefill_chunk_tokens=128,
                                                              vision_frames_per_step=1),
