@@ -50,6 +50,7 @@ from sa2va_i_ros.ros.model_loading import SESSION_SETTINGS, free_memory, load_se
 from sa2va_i_ros.ros.parameters import check_changes, declare_all, read_all
 from sa2va_i_ros.ros.replies import fill_reply, fill_stopped, mark_cancelled, segment_request
 from sa2va_i_ros.runtime.transport_gate import TransportGate
+from sa2va_i_ros.runtime.warm_up import warm_up
 from sa2va_i_ros.runtime.worker import PerceptionWorker
 from sa2va_i_ros.srv import Segment, StopTracking
 
@@ -130,6 +131,14 @@ class SegmentNode(LifecycleNode):
 
     def on_activate(self, state) -> TransitionCallbackReturn:
         p = read_all(self)
+        if p["warm_up"] and self.session is not None:  # the worker is idle: no camera, no request yet
+            try:
+                took = warm_up(self.session)
+                self.get_logger().info(f"warm-up: grounding {took['grounding_s']:.2f} s, tracker "
+                                       f"{took['tracking_s']:.2f} s")
+            except Exception as exc:  # e.g. out of memory at this size: said now, the node still activates
+                self.get_logger().error(f"warm-up failed: {exc!r}; the first query pays for the first calls")
+                free_memory()
         profile = camera_qos(p["image_qos"], p["image_queue_depth"])
         g, transport = self._frames_group, p["image_transport"]
         self._gate = TransportGate() if transport == "both" else None
