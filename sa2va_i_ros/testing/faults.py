@@ -33,10 +33,12 @@ def out_of_memory() -> RuntimeError:
 
 
 class FaultPlan:
-    def __init__(self, delay_s: float = 0.0):
-        self.delay_s = delay_s
+    def __init__(self, delay_s: float = 0.0, now=None):
+        """``now``: a clock whose time each raise records in ``raised_at`` (benchmarks)."""
+        self.delay_s, self.now = delay_s, now
         self.calls: Counter[str] = Counter()
         self.raised: list[tuple[str, BaseException]] = []
+        self.raised_at: list[float] = []
         self._armed: dict[str, tuple[int, BaseException, int | None]] = {}
         self._lock = threading.Lock()
 
@@ -62,6 +64,8 @@ class FaultPlan:
                 return None
             del self._armed[phase]
             self.raised.append((phase, due[1]))
+            if self.now is not None:
+                self.raised_at.append(self.now())
             return due[1], due[2]
 
     def check(self, phase: str) -> None:
