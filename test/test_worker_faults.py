@@ -143,3 +143,14 @@ def test_fault_of_one_object_in_the_real_tracker_is_named_by_the_tracker(engine)
     tracker.runner.encode = fail
     with pytest.raises(RuntimeError, match="out of memory"):
         tracker.step(frame, 2)
+
+
+def test_fault_stays_an_error_until_it_was_reported_once(rig):
+    """A fault followed at once by good live steps still shows as ERROR on the next /diagnostics read."""
+    first = tracked(rig)
+    rig.plan.arm("grounding", 1, out_of_memory())
+    assert not rig.segment("the bowl").success
+    still_live(rig, first)  # good steps after the fault, before any read
+    assert rig.worker.health.snapshot()["level"] == "error"
+    still_live(rig, first)
+    assert rig.worker.health.snapshot()["level"] == "ok"

@@ -124,6 +124,7 @@ class SegmentNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self.session = loaded.session
         self.worker = PerceptionWorker(loaded.session, self.frame_publisher)
+        self.worker.on_fault = self._on_worker_fault  # also ERROR on /diagnostics until the next good step
         self._model_state = loaded.summary
         self.get_logger().info(self._model_state)
         self.frame_publisher.create_publishers()
@@ -207,6 +208,10 @@ class SegmentNode(LifecycleNode):
             if changes:
                 worker.update(**changes)
         return SetParametersResult(successful=True)
+
+    def _on_worker_fault(self, message: str) -> None:
+        """A fault the worker contained (a request or a track ended by an exception): logged (worker thread)."""
+        self.get_logger().error(message)
 
     # -- inputs ---------------------------------------------------------------------------------
     def _count(self, what: str, message: str) -> None:

@@ -68,8 +68,11 @@ class Fault:
 class Health:
     """The worker's fault state for /diagnostics: ERROR with the newest fault's reason until a good step.
 
-    Written by the worker thread, read by the diagnostics timer: every access
-    takes ``_lock``. ``recent`` keeps the last 20 faults.
+    The ERROR is latched until it has been read once (``snapshot``: the
+    diagnostics timer) so that a fault followed at once by a good live step is
+    still seen; the next good step after that read clears it. Written by the
+    worker thread, read by the diagnostics timer: every access takes ``_lock``.
+    ``recent`` keeps the last 20 faults.
     """
 
     def __init__(self) -> None:
@@ -79,18 +82,21 @@ class Health:
         self.faults = 0
         self.recent: deque[Fault] = deque(maxlen=20)
         self.live_faults_in_row = 0
+        self._read = True  # the current ERROR was reported
 
     def fault(self, phase: str, message: str, track_ids=()) -> None:
         with self._lock:
-            self.level, self.message = ERROR, message
+            self.level, self.message, self._read = ERROR, message, False
             self.faults += 1
             self.recent.append(Fault(time.monotonic(), phase, message, tuple(track_ids)))
 
     def good_step(self) -> None:
         with self._lock:
-            self.level, self.message = OK, ""
+            if self._read:
+                self.level, self.message = OK, ""
 
     def snapshot(self) -> dict:
         with self._lock:
+            self._read = True
             return {"level": self.level, "message": self.message, "faults": self.faults,
                     "last_fault": self.recent[-1].message if self.recent else ""}

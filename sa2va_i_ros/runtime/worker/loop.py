@@ -256,8 +256,8 @@ class WorkerLoop:
             job = None
         if job is None:
             with self.lock:
-                if not self.intake:
-                    return True
+                if not self.intake:  # cancelled meanwhile: nothing ran
+                    return False
                 ticket = self.intake.pop()
                 job = self.job = Job(ticket, ticket.record)
             job.record.started = self.clock.now()
