@@ -154,3 +154,67 @@ def test_fault_stays_an_error_until_it_was_reported_once(rig):
     assert rig.worker.health.snapshot()["level"] == "error"
     still_live(rig, first)
     assert rig.worker.health.snapshot()["level"] == "ok"
+
+
+@pytest.mark.parametrize("phase", ["grounding", "catch_up", "live_object"])
+def test_fault_with_the_real_tiny_model_and_tracker(engine, phase):
+    """The same containment with the real engine and streaming tracker (tiny checkpoint) in the threaded
+    worker: an out-of-memory error in one phase; the tracked object goes on, the next request is served."""
+    import time
+
+    import torch
+    from frames import frame_rgb, stamp_ns
+
+    from sa2va_i_ros.runtime.frame_buffer import FrameBuffer
+    from sa2va_i_ros.runtime.session import SegmentRequest, Session, Settings
+    from sa2va_i_ros.runtime.worker import PerceptionWorker
+    from sa2va_i_ros.testing.faults import FaultPlan, FaultyEngine, FaultyTracker
+    from sa2va_i_ros.testing.threaded_rig import Recorder
+    from sa2va_i_ros.tracking import StreamingTracker, TrackerConfig
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    plan, rec = FaultPlan(), Recorder()
+    tracker = FaultyTracker(StreamingTracker(engine.model.sam2, TrackerConfig(prompt_policy="all",
+                                                                              max_prompt_frames=64)), plan)
+    session = Session(FaultyEngine(engine, plan), FrameBuffer(max_frames=40), settings=Settings(max_tracks=3),
+                      tracker=tracker)
+    worker = PerceptionWorker(session, rec)
+    index = [0]
+
+    def until(condition, limit=400):
+        for _ in range(limit):
+            if condition():
+                return
+            index[0] += 1
+            worker.offer_frame({"i": index[0]}, stamp_ns(index[0]), frame_rgb(index[0]))
+            time.sleep(0.02)
+        raise AssertionError("not reached")
+
+    def segment(query):
+        done = []
+        worker.submit(SegmentRequest(query, num_frames=2), on_reply=lambda r: None, on_done=done.append)
+        until(lambda: bool(done))
+        return done[0]
+
+    try:
+        until(lambda: index[0] >= 6)
+        first = segment("the cup left of the bowl")
+        assert first.success, first.message
+        if phase == "live_object":
+            second = segment("the red box")
+            assert second.success, second.message
+            plan.arm(phase, 1, out_of_memory(), obj_id=second.track_id)
+            until(lambda: rec.kinds(second.track_id)[-1:] == ["stopped"])
+        else:
+            plan.arm(phase, 2 if phase == "grounding" else 1, out_of_memory())
+            failed = segment("the red box")
+            assert not failed.success and "out of memory" in failed.message and "on cpu" in failed.message
+        after = stamp_ns(index[0])
+        until(lambda: rec.outputs_of(first.track_id, after) >= 2)
+        assert worker.tracks == {first.track_id: "the cup left of the bowl"}
+        assert segment("the plate").success
+        assert not worker.errors and not rec.disorder
+    finally:
+        worker.close("the test ended")
+        torch.set_num_threads(threads)
