@@ -218,3 +218,28 @@ def test_fault_with_the_real_tiny_model_and_tracker(engine, phase):
     finally:
         worker.close("the test ended")
         torch.set_num_threads(threads)
+
+
+def test_fault_release_empties_the_cuda_cache_on_cuda_only(monkeypatch):
+    import torch
+
+    from sa2va_i_ros.runtime.faults import release
+
+    emptied = []
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(True))
+    release("cpu")
+    assert emptied == []
+    release("cuda:0")
+    assert emptied == [True]
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: (_ for _ in ()).throw(RuntimeError("no driver")))
+    release("cuda:1")  # a failing release does not fail in turn
+
+
+def test_fault_message_says_what_where_and_what_to_try():
+    from sa2va_i_ros.runtime.faults import describe
+
+    oom = describe("grounding", out_of_memory(), "cuda:0")
+    assert oom.startswith("grounding failed on cuda:0: RuntimeError: CUDA out of memory")
+    assert all(hint in oom for hint in ("fewer num_frames", "tracker_model", "float16"))
+    other = describe("the catch-up", ValueError("bad shape"), "cpu")
+    assert other.startswith("the catch-up failed on cpu: ValueError: bad shape") and "float16" not in other
