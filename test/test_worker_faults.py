@@ -243,3 +243,21 @@ def test_fault_message_says_what_where_and_what_to_try():
     assert all(hint in oom for hint in ("fewer num_frames", "tracker_model", "float16"))
     other = describe("the catch-up", ValueError("bad shape"), "cpu")
     assert other.startswith("the catch-up failed on cpu: ValueError: bad shape") and "float16" not in other
+
+
+def test_fault_while_publishing_loses_that_frames_messages_only(rig):
+    first = tracked(rig)
+    rig.settle()
+    output = rig.rec.output
+
+    def broken(out, frame):
+        rig.rec.output = output
+        raise RuntimeError("a publisher failed [injected]")
+
+    rig.rec.output = broken
+    rig.frame()
+    rig.settle()
+    health = rig.worker.health.snapshot()
+    assert health["level"] == "error" and f"publishing the outputs of track {first} failed" in health["message"]
+    still_live(rig, first)
+    assert rig.worker.health.snapshot()["level"] == "ok" and not rig.worker.errors

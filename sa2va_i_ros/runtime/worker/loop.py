@@ -185,7 +185,14 @@ class WorkerLoop:
         if out is None:
             return True
         self.counts["frames_live"] += 1
-        self.registry.publish(out, frame)
+        try:
+            self.registry.publish(out, frame)
+        except Exception as exc:  # this frame's messages are lost; tracking goes on
+            message = describe(f"publishing the outputs of track {', '.join(str(o.track_id) for o in out.objects)}",
+                               exc, self.device)
+            self.health.fault("publishing", message, [o.track_id for o in out.objects])
+            self.faults_log(message)
+            return False
         now = self.clock.now()
         ids = {o.track_id for o in out.objects}
         with self.lock:
