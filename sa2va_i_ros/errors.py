@@ -52,3 +52,15 @@ class NumericsError(Sa2VAError):
 
 class Cancelled(Sa2VAError):
     """The caller asked to stop (e.g. an action goal was cancelled)."""
+
+
+class ObjectFault(Exception):
+    """One object's part of a tracking step failed (``obj_id``); the other objects' parts did not.
+
+    The tracker raises it from an object's own work (its memory, its commit) so
+    that the worker can end that object alone; ``cause`` is the original error.
+    """
+
+    def __init__(self, obj_id: int, cause: BaseException):
+        super().__init__(f"object {obj_id}: {type(cause).__name__}: {cause}")
+        self.obj_id, self.cause = obj_id, cause

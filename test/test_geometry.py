@@ -122,11 +122,20 @@ def test_instance_image_overlaps():
     by_score = instance_image({3: a, 7: b}, (6, 8), scores={3: 0.9, 7: 0.4})
     assert by_score[3, 3] == 3 and by_score[5, 5] == 7
     with pytest.raises(GeometryError):
-        instance_image({70000: a}, (6, 8))
+        instance_image({2**31: a}, (6, 8))
     with pytest.raises(GeometryError):
         instance_image({0: a}, (6, 8))
     with pytest.raises(GeometryError):
         instance_image({1: a}, (5, 8))
+
+
+def test_instance_image_holds_any_track_id():
+    """Track ids above 65535 (a node that ran for long) keep their value: the image becomes int32 (once
+    this raised "does not fit", and every multi-object frame of such a node lost its mask)."""
+    a, b = rect(0, 0, 4, 4), rect(2, 2, 6, 6)
+    image = instance_image({3: a, 70_000: b, 2**31 - 1: rect(6, 5, 8, 6)}, (6, 8))
+    assert image.dtype == np.int32
+    assert image[0, 0] == 3 and image[3, 3] == 70_000 and image[5, 7] == 2**31 - 1 and image[0, 7] == 0
 
 
 def test_overlay_blends_and_outlines():

@@ -212,10 +212,17 @@ def test_encode_instances_is_little_endian_mono16():
     assert (enc.encoding, enc.step, enc.is_bigendian) == ("mono16", 4, 0)
     assert bytes(enc.data) == bytes([0, 0, 1, 0, 2, 1, 255, 255])
     assert bytes(encode_instances(ids.astype(np.int64)).data) == bytes(enc.data)
-    with pytest.raises(ValueError, match="65535"):
-        encode_instances(np.array([[70000]]))
     with pytest.raises(ValueError):
         encode_instances(np.array([[-1]]))
+    with pytest.raises(ValueError):
+        encode_instances(np.array([[2**31]]))
+
+
+def test_encode_instances_above_65535_is_little_endian_32sc1():
+    ids = np.array([[0, 3], [70_000, 2**31 - 1]], np.int64)
+    enc = encode_instances(ids)
+    assert (enc.encoding, enc.step, enc.is_bigendian) == ("32SC1", 8, 0)
+    np.testing.assert_array_equal(np.frombuffer(bytes(enc.data), "<i4").reshape(2, 2), ids)
 
 
 def test_encode_rgb_round_trips_through_decode():

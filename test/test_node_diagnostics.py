@@ -13,8 +13,10 @@ FRAMES = SimpleNamespace(rate=RateMeter(), last_lag_ms=12.25, overhead_ms=Percen
                          published=lambda: {"outputs_pending": 1, "last_output_stamp_ns": 4_000_000_005})
 
 
-def worker(visible: bool) -> SimpleNamespace:
-    return SimpleNamespace(counts={"frames_live": 7}, session=SimpleNamespace(buffer=[0, 1, 2]), busy=True,
+def worker(visible: bool, health=None) -> SimpleNamespace:
+    health = health or {"level": "ok", "message": "", "faults": 0, "last_fault": ""}
+    return SimpleNamespace(counts_now=lambda: {"frames_live": 7}, health=SimpleNamespace(snapshot=lambda: health),
+                           session=SimpleNamespace(buffer=[0, 1, 2]), busy=True,
                            queue_length=lambda: 2, newest_header=Header(stamp=Time(sec=5, nanosec=9)), idle=False,
                            tracks={3: "the cup"}, is_visible=lambda i: visible,
                            regrounder=SimpleNamespace(plan=SimpleNamespace(attempts=lambda i: 1)))
@@ -32,7 +34,8 @@ def values(status) -> dict:
 
 def test_a_configured_node_reports_model_input_output_and_each_track_in_order():
     got = statuses(worker(visible=False), in_rate=10.0)
-    assert list(got) == ["model", "input", "output", "track 3"]
+    assert list(got) == ["model", "input", "output", "worker", "track 3"]
+    assert got["worker"].level == OK and values(got["worker"]) == {"faults": "0", "last_fault": ""}
     assert got["model"].level == OK and values(got["model"]) == {"active": "True"}
     assert got["input"].level == OK and got["input"].message == "10.0 frames/s"
     assert values(got["input"]) == {"rate_hz": "10.00", "image held": "2", "buffered": "3"}
@@ -53,3 +56,24 @@ def test_an_active_node_without_input_warns_and_a_failed_configure_is_an_error()
     assert got["input"].level == OK and "buffered" not in values(got["input"])
     assert values(got["output"])["newest_stamp_ns"] == "-1" and values(got["output"])["grounding_running"] == "False"
     assert statuses(None, model_state="unconfigured", active=False)["model"].level == WARN
+
+
+def test_a_fault_the_worker_contained_is_an_error_until_its_next_good_step():
+    """The real threaded worker: an injected out-of-memory error in a grounding shows as ERROR with the reason
+    (the request's reply), and OK again once a step went well."""
+    from sa2va_i_ros.testing.faults import out_of_memory
+    from sa2va_i_ros.testing.threaded_rig import Rig
+
+    rig = Rig()
+    try:
+        rig.pump_until(lambda: rig.index >= 10)
+        rig.plan.arm("grounding", 2, out_of_memory())
+        reply = rig.segment("the cup")
+        got = statuses(rig.worker)["worker"]
+        assert got.level == ERROR and got.message == reply.message and "out of memory" in got.message
+        assert values(got)["faults"] == "1"
+        assert rig.segment("the cup").success
+        got = statuses(rig.worker)["worker"]
+        assert got.level == OK and values(got) == {"faults": "1", "last_fault": reply.message}
+    finally:
+        rig.close()

@@ -141,17 +141,23 @@ def _ordered(masks_by_id: Mapping[int, np.ndarray], scores: Mapping[int, float] 
     return items
 
 
+MAX_MONO16_ID = 65535  # larger ids make the instance image 32-bit
+MAX_INSTANCE_ID = 2**31 - 1  # 32SC1
+
+
 def instance_image(masks_by_id: Mapping[int, np.ndarray], shape: tuple[int, int],
                    scores: Mapping[int, float] | None = None) -> np.ndarray:
-    """uint16 (H, W) image, pixel = track id, 0 = background.
+    """(H, W) image, pixel = track id, 0 = background: uint16 while every id is at most 65535, int32 once
+    one is larger (``image_codec.encode_instances``: mono16, or 32SC1; README, ``~/mask``).
 
     Overlaps: with ``scores`` the higher score wins, otherwise (and on ties) the
-    id later in ``masks_by_id`` wins. Ids must lie in 1..65535.
+    id later in ``masks_by_id`` wins. Ids must lie in 1..2**31 - 1.
     """
-    out = np.zeros(shape, np.uint16)
+    top = max(masks_by_id, default=0)
+    out = np.zeros(shape, np.uint16 if top <= MAX_MONO16_ID else np.int32)
     for tid, mask in _ordered(masks_by_id, scores):
-        if not 0 < tid <= 65535:
-            raise GeometryError(f"track id {tid} does not fit an instance image (1..65535)")
+        if not 0 < tid <= MAX_INSTANCE_ID:
+            raise GeometryError(f"track id {tid} does not fit an instance image (1..{MAX_INSTANCE_ID})")
         m = _mask2d(mask)
         if m.shape != out.shape:
             raise GeometryError(f"mask of track {tid} is {m.shape}, the image {out.shape}")

@@ -157,14 +157,23 @@ def encode_mask(mask: np.ndarray) -> EncodedImage:
 
 
 def encode_instances(ids: np.ndarray) -> EncodedImage:
-    """mono16 little-endian, pixel = track id, 0 = background.
+    """Little-endian, pixel = track id, 0 = background: mono16 while every id is at most 65535, else 32SC1.
 
     mono16 rather than 16UC1 because image viewers and RViz show mono16 as a grey
-    image while a planner reads the same uint16 values either way.
+    image while a planner reads the same uint16 values either way. A node that ran
+    long enough to hand out larger track ids sends those frames as 32SC1 (int32),
+    so no id is ever truncated; a reader takes the dtype from ``encoding``.
     """
     a = _image2d(ids, "instance image")
-    if a.dtype != np.uint16 and (a.dtype.kind not in "ui" or a.min() < 0 or a.max() > 65535):
-        raise ValueError(f"instance image must hold track ids in [0, 65535], got dtype {a.dtype}")
+    if a.dtype == np.uint16:
+        top = 0
+    elif a.dtype.kind not in "ui" or a.min(initial=0) < 0 or a.max(initial=0) > 2**31 - 1:
+        raise ValueError(f"instance image must hold track ids in [0, 2**31 - 1], got dtype {a.dtype}")
+    else:
+        top = int(a.max(initial=0))
+    if top > 65535:
+        data = np.ascontiguousarray(a, dtype="<i4").view(np.uint8)
+        return EncodedImage(a.shape[0], a.shape[1], "32SC1", 0, 4 * a.shape[1], data)
     data = np.ascontiguousarray(a, dtype="<u2").view(np.uint8)
     return EncodedImage(a.shape[0], a.shape[1], "mono16", 0, 2 * a.shape[1], data)
 

@@ -11,12 +11,34 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
 import traceback
+
+
+class Counts:
+    """Named counters that several threads add to and /diagnostics reads (a copy, under a lock)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+
+    def add(self, key: str) -> int:
+        with self._lock:
+            self._counts[key] = n = self._counts.get(key, 0) + 1
+            return n
+
+    def get(self, key: str, default: int = 0) -> int:
+        with self._lock:
+            return self._counts.get(key, default)
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
 
 
 def count_internal_error(node, what: str, exc: Exception) -> None:
     """Count a bug met by a callback in /diagnostics (``internal errors``) and log it with its traceback."""
-    node._counts["internal errors"] = node._counts.get("internal errors", 0) + 1
+    node._counts.add("internal errors")
     node.get_logger().error(f"{what} failed: {exc!r}\n{traceback.format_exc()}")
 
 

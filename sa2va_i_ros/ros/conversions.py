@@ -85,7 +85,7 @@ def mask_to_image_msg(mask: np.ndarray, header: Header) -> Image:
 
 
 def instance_to_image_msg(ids: np.ndarray, header: Header) -> Image:
-    """mono16 little-endian Image, pixel = track id, 0 = background."""
+    """Little-endian Image, pixel = track id, 0 = background: mono16, or 32SC1 once an id exceeds 65535."""
     return _image_msg(image_codec.encode_instances(ids), header)
 
 

@@ -57,13 +57,15 @@ def status(name: str, level: int, message: str, values: dict) -> DiagnosticStatu
 
 def node_statuses(name: str, worker, *, model_state: str, active: bool, in_rate: float, input_counts: dict,
                   images_received: int, frames) -> list[DiagnosticStatus]:
-    """The model, input and output statuses, then one per track (``worker`` None: not configured).
+    """The model, input, output and worker statuses, then one per track (``worker`` None: not configured).
 
     ``frames`` is the node's ``FramePublisher``: output rate, stamp lag,
-    per-frame overhead and what it published.
+    per-frame overhead and what it published. The worker status is ERROR with the
+    reason of a contained fault (a request or a track ended by an exception, e.g.
+    out of memory) until the worker's next good step.
     """
     out_rate = frames.rate.rate()
-    counts = dict(worker.counts) if worker is not None else {}
+    counts = worker.counts_now() if worker is not None else {}
     done = settled(worker, frames)
     statuses = [
         status(f"{name}: model", OK if worker else (ERROR if "failed" in model_state else WARN), model_state,
@@ -80,12 +82,20 @@ def node_statuses(name: str, worker, *, model_state: str, active: bool, in_rate:
                 "images_received": images_received, **done, **counts}),
     ]
     if worker is not None:
+        statuses.append(worker_status(name, worker.health.snapshot()))
         for track_id, query in worker.tracks.items():
             visible = worker.is_visible(track_id)
             attempts = worker.regrounder.plan.attempts(track_id)
             statuses.append(status(f"{name}: track {track_id}", OK if visible else WARN,
                                    "visible" if visible else "lost", {"query": query, "reground_misses": attempts}))
     return statuses
+
+
+def worker_status(name: str, health: dict) -> DiagnosticStatus:
+    """ERROR with the newest fault's reason until the next good step; OK otherwise (faults counted)."""
+    failing = health["level"] == "error"
+    return status(f"{name}: worker", ERROR if failing else OK, health["message"] if failing else "no fault",
+                  {"faults": health["faults"], "last_fault": health["last_fault"]})
 
 
 def settled(worker, frames) -> dict:

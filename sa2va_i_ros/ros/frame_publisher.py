@@ -56,6 +56,7 @@ class FramePublisher:
         self.last_lag_ms = float("nan")
         self.last_output_ns = -1  # stamp of the newest objects message published (-1: none yet)
         self._callback_ms: dict[int, float] = {}  # stamp -> image callback time (decode + hand-over), recent
+        self._callback_lock = threading.Lock()  # _callback_ms: the image callback adds, the worker thread takes
         self.overhead_ms = Percentiles()  # per published frame: its image callback + building its messages
 
     @property
@@ -119,9 +120,10 @@ class FramePublisher:
     # -- readings ---------------------------------------------------------------------------------
     def note_callback(self, stamp_ns: int, ms: float) -> None:
         """The image callback's time for a buffered frame: part of that frame's overhead once published."""
-        self._callback_ms[stamp_ns] = ms
-        while len(self._callback_ms) > 256:
-            self._callback_ms.pop(next(iter(self._callback_ms)))
+        with self._callback_lock:
+            self._callback_ms[stamp_ns] = ms
+            while len(self._callback_ms) > 256:
+                self._callback_ms.pop(next(iter(self._callback_ms)))
 
     def published(self) -> dict:
         """Outputs still waiting for depth and the newest objects message's stamp (for /diagnostics)."""
@@ -142,7 +144,8 @@ class FramePublisher:
                 self._publish_ready(self.pairer.add_output(frame.stamp_ns, (out, rgb)))
             else:
                 self._publish_frame(out, rgb, None)
-        callback_ms = self._callback_ms.pop(frame.stamp_ns, None)
+        with self._callback_lock:
+            callback_ms = self._callback_ms.pop(frame.stamp_ns, None)
         if callback_ms is not None:
             self.overhead_ms.add(callback_ms + (time.perf_counter() - t0) * 1e3)
 

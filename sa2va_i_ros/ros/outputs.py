@@ -2,9 +2,10 @@
 
 Pure functions of the session's ``FrameOutput`` and the frame's depth and
 intrinsics: every message carries the SOURCE frame's header. ``~/mask`` is mono8
-0/255 while one object is tracked, and a mono16 instance image (pixel = track id,
-0 = background) with several. ``~/object_points`` holds the masked depth pixels
-of every object, back-projected, with a ``track_id`` field per point.
+0/255 while one object is tracked, and an instance image (pixel = track id,
+0 = background) with several: mono16, or 32SC1 on frames where an id exceeds
+65535. ``~/object_points`` holds the masked depth pixels of every object,
+back-projected, with a ``track_id`` field per point.
 """
 
 from __future__ import annotations

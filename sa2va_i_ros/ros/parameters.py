@@ -142,6 +142,8 @@ PARAMETERS: tuple[Param, ...] = (
     Param("diagnostics_period", 1.0, "seconds between /diagnostics messages", "activate", low=0.1,
           high=60.0, read_only=True),
     # lifecycle
+    Param("warm_up", False, "at activate, run one grounding and the tracker's paths on synthetic 640x480 frames "
+          "(after buffer_downscale), so that the first query does not pay for first-call set-up", "activate"),
     Param("autostart", False, "configure and activate once at start-up (the launch file sets it; later "
           "transitions are left to the user)", "start-up", read_only=True),
 )

@@ -42,7 +42,7 @@ from std_msgs.msg import Header
 from sa2va_i_ros.action import SegmentAndTrack
 from sa2va_i_ros.imaging.image_codec import ImageDecodeError
 from sa2va_i_ros.ros import conversions as conv
-from sa2va_i_ros.ros.callbacks import count_internal_error, guarded
+from sa2va_i_ros.ros.callbacks import Counts, count_internal_error, guarded
 from sa2va_i_ros.ros.camera_inputs import camera_qos, camera_subscriptions, depth_subscriptions
 from sa2va_i_ros.ros.diagnostics import RateMeter, diagnostic_array, node_statuses
 from sa2va_i_ros.ros.frame_publisher import FramePublisher
@@ -50,6 +50,7 @@ from sa2va_i_ros.ros.model_loading import SESSION_SETTINGS, free_memory, load_se
 from sa2va_i_ros.ros.parameters import check_changes, declare_all, read_all
 from sa2va_i_ros.ros.replies import fill_reply, fill_stopped, mark_cancelled, segment_request
 from sa2va_i_ros.runtime.transport_gate import TransportGate
+from sa2va_i_ros.runtime.warm_up import warm_up
 from sa2va_i_ros.runtime.worker import PerceptionWorker
 from sa2va_i_ros.srv import Segment, StopTracking
 
@@ -78,7 +79,7 @@ class SegmentNode(LifecycleNode):
         self._track_ids = itertools.count(1)  # unique for the node's lifetime, across cleanups
         self._subs: list = []
         self._gate: TransportGate | None = None  # image_transport both: the first copy of a frame wins
-        self._counts: dict[str, int] = {}
+        self._counts = Counts()  # image callbacks, the worker's faults and bugs add; /diagnostics reads a copy
         self.images_received = 0  # image callbacks done (whatever became of the image)
         self._in_rate = RateMeter()
         self._model_state = "unconfigured"
@@ -123,6 +124,7 @@ class SegmentNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self.session = loaded.session
         self.worker = PerceptionWorker(loaded.session, self.frame_publisher)
+        self.worker.on_fault = self._on_worker_fault  # also ERROR on /diagnostics until the next good step
         self._model_state = loaded.summary
         self.get_logger().info(self._model_state)
         self.frame_publisher.create_publishers()
@@ -130,6 +132,14 @@ class SegmentNode(LifecycleNode):
 
     def on_activate(self, state) -> TransitionCallbackReturn:
         p = read_all(self)
+        if p["warm_up"] and self.session is not None:  # the worker is idle: no camera, no request yet
+            try:
+                took = warm_up(self.session)
+                self.get_logger().info(f"warm-up: grounding {took['grounding_s']:.2f} s, tracker "
+                                       f"{took['tracking_s']:.2f} s")
+            except Exception as exc:  # e.g. out of memory at this size: said now, the node still activates
+                self.get_logger().error(f"warm-up failed: {exc!r}; the first query pays for the first calls")
+                free_memory()
         profile = camera_qos(p["image_qos"], p["image_queue_depth"])
         g, transport = self._frames_group, p["image_transport"]
         self._gate = TransportGate() if transport == "both" else None
@@ -169,14 +179,17 @@ class SegmentNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _release(self, reason: str) -> None:
-        """Answer every request under way, STOPPED for every track, then drop the model."""
+        """Answer every request under way, STOPPED for every track, then drop the model: at once, or, when
+        the step under way outlives the wait, as it ends (never under a running step)."""
         self.active = False
-        worker, self.worker = self.worker, None
-        if worker is not None:
-            worker.close(f"{reason} while this request was served")  # STOPPED (and DELETE markers) per track
+        worker, self.worker, self.session = self.worker, None, None
+        if worker is None:
+            free_memory()
+        # STOPPED (and DELETE markers) per track
+        elif not worker.close(f"{reason} while this request was served", then=free_memory):
+            self.get_logger().warning("a model step outlived the shutdown wait: it was asked to stop, and the "
+                                      "model's memory goes back when it ends")
         self.frame_publisher.release(self._newest_header(worker))
-        self.session = None
-        free_memory()
 
     def _newest_header(self, worker=None) -> Header:
         """The newest camera frame's header (for DELETE markers sent between frames)."""
@@ -196,10 +209,14 @@ class SegmentNode(LifecycleNode):
                 worker.update(**changes)
         return SetParametersResult(successful=True)
 
+    def _on_worker_fault(self, message: str) -> None:
+        """A fault the worker contained (a request or a track ended by an exception): logged (worker thread)."""
+        self.get_logger().error(message)
+
     # -- inputs ---------------------------------------------------------------------------------
     def _count(self, what: str, message: str) -> None:
-        self._counts[what] = self._counts.get(what, 0) + 1
-        self.get_logger().warning(f"{message} (x{self._counts[what]})", throttle_duration_sec=5.0)
+        n = self._counts.add(what)
+        self.get_logger().warning(f"{message} (x{n})", throttle_duration_sec=5.0)
 
     @guarded
     def _on_camera_info(self, msg: CameraInfo) -> None:
@@ -351,7 +368,7 @@ class SegmentNode(LifecycleNode):
     @guarded
     def _publish_diagnostics(self) -> None:
         statuses = node_statuses(self.get_fully_qualified_name(), self.worker, model_state=self._model_state,
-                                 active=self.active, in_rate=self._in_rate.rate(), input_counts=self._counts,
+                                 active=self.active, in_rate=self._in_rate.rate(), input_counts=self._counts.snapshot(),
                                  images_received=self.images_received, frames=self.frame_publisher)
         self._diag_pub.publish(diagnostic_array(self.get_clock().now().to_msg(), statuses))
 

@@ -104,6 +104,8 @@ class CatchUp:
             else:
                 results.append(tracker.advance_object(p, frame=resized(item.frame.rgb, self.size),
                                                       stamp=item.frame.header))
+        for p in self.prepared:  # the tracker keeps each output (offline use); here they went out already
+            del p.frames[:-1]
         merged = FrameResult(results[0].stamp, {i: o for r in results for i, o in r.objects.items()},
                              tuple(e for r in results for e in r.events))
         window_end = item.window_index == len(self.window) - 1

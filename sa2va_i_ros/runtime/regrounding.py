@@ -21,6 +21,20 @@ import math
 from dataclasses import dataclass
 
 NS = 1_000_000_000
+LOG_MAX = 1000  # entries Regrounder.log keeps (the newest)
+
+
+class BoundedLog(list):
+    """A list that keeps only its newest ``maxlen`` entries (a node runs for days)."""
+
+    def __init__(self, maxlen: int = LOG_MAX):
+        super().__init__()
+        self.maxlen = maxlen
+
+    def append(self, item) -> None:
+        super().append(item)
+        if len(self) > self.maxlen:
+            del self[: len(self) - self.maxlen]
 
 
 @dataclass(frozen=True)
@@ -144,7 +158,7 @@ class Regrounder:
     def __init__(self, plan: RegroundPlan, submit, gave_up):
         self.plan, self._submit, self._gave_up = plan, submit, gave_up
         self.running: int | None = None  # the track being re-grounded
-        self.log: list[tuple[str, int, int]] = []  # (what, track id, stamp) for tests and diagnostics
+        self.log: list[tuple[str, int, int]] = BoundedLog()  # (what, track id, stamp), the newest LOG_MAX
 
     def event(self, track_id: int, kind: str, stamp_ns: int) -> None:
         if kind == "lost":

@@ -207,6 +207,10 @@ class Session:
         self._last_step_ns = frame.stamp_ns
         return self.output(result, frame.size)
 
+    def skip_frame(self, frame: Frame) -> None:
+        """The live step on ``frame`` failed: tracking goes on from the next frame, not this one again."""
+        self._last_step_ns = max(self._last_step_ns, frame.stamp_ns)
+
     def output(self, result: FrameResult, camera_size: tuple[int, int]) -> FrameOutput:
         objects = [ObjectOutput(i, self.queries.get(i, ""), result.stamp, _resize_mask(r.mask, camera_size),
                                 float(r.score), bool(r.visible)) for i, r in result.objects.items()]
@@ -304,13 +308,10 @@ class Session:
         # a tracker on another SAM2 than the checkpoint's encodes the frames itself (its features differ)
         sam2 = getattr(self.tracker, "sam2", None)  # stand-in trackers (simulation) have none
         own = {} if sam2 is None else {"tracker_sam2": sam2}
-        try:
-            segs = range(n) if obj_id is None else range(min(n, 1))
-            prepared = [self.tracker.seed_object(result.tracker_grounding(frames, headers, g.policy, seg=k, **own),
-                                                 obj_id=next(self._ids) if obj_id is None else obj_id)
-                        for k in segs]
-        except ValueError as exc:
-            raise RequestError(f"cannot start the track: {exc}") from exc
+        segs = range(n) if obj_id is None else range(min(n, 1))  # a failure here is the worker's fault to contain
+        prepared = [self.tracker.seed_object(result.tracker_grounding(frames, headers, g.policy, seg=k, **own),
+                                             obj_id=next(self._ids) if obj_id is None else obj_id)
+                    for k in segs]
         self.set_presence(also=prepared)
         return CatchUp(prepared, window, deadline, max_held)
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sa2va_i_ros.errors import Cancelled
+from sa2va_i_ros.errors import Cancelled, ObjectFault
 from sa2va_i_ros.model.preprocess import check_frame
 from sa2va_i_ros.tracking.config import TrackerConfig, check_gap_policy
 from sa2va_i_ros.tracking.fast import FastPaths, resolve_fast_paths
@@ -270,17 +270,17 @@ class StreamingTracker:
     def _step_objects(self, objects: dict[int, ObjectTrack], frame: np.ndarray, stamp: Any) -> FrameResult:
         if not objects:
             return FrameResult(stamp, {}, ())
-        jobs = {i: o.job() for i, o in objects.items()}
+        jobs = {i: _own(i, o.job) for i, o in objects.items()}
         todo = [i for i, job in jobs.items() if job is not None]
         steps = {}
         if todo:  # one encoder pass for all objects; their memory attention, decoder and memory encoder batched
             feats = self.runner.features(self.runner.encode(self.runner.pixels(frame)))
             steps = dict(zip(todo, self.runner.track_many(feats, [jobs[i] for i in todo]), strict=True))
-        advances = {i: o.advance(self.runner, step=steps.get(i)) for i, o in objects.items()}
+        advances = {i: _own(i, o.advance, self.runner, step=steps.get(i)) for i, o in objects.items()}
         results: dict[int, ObjectResult] = {}
         events: list[TrackEvent] = []
         for i, adv in advances.items():
-            results[i], event = objects[i].commit(adv, stamp)
+            results[i], event = _own(i, objects[i].commit, adv, stamp)
             if event is not None:
                 events.append(event)
         return FrameResult(stamp, results, tuple(events))
@@ -304,6 +304,17 @@ class StreamingTracker:
                 self._step_objects(tracks, frame, None)
             if objects > 1:
                 self._step_objects({0: tracks[0]}, frame, None)
+
+
+def _own(obj_id: int, work: Callable, *args, **kwargs):
+    """One object's own part of a step: its failure is an ``ObjectFault`` naming the object (the shared
+    encoder and batched decoder fail as themselves: every object is concerned)."""
+    try:
+        return work(*args, **kwargs)
+    except ObjectFault:
+        raise
+    except Exception as exc:
+        raise ObjectFault(obj_id, exc) from exc
 
 
 def _check(cancelled: Callable[[], bool] | None) -> None:

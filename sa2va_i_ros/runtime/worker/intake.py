@@ -83,6 +83,14 @@ class Intake:
     def pop(self) -> Ticket:
         return self.queue.pop(0)
 
+    def remove(self, ticket: Ticket) -> bool:
+        """Take a waiting ticket out (cancelled before it ran); False when it is not waiting."""
+        for k, t in enumerate(self.queue):
+            if t is ticket:
+                del self.queue[k]
+                return True
+        return False
+
     def user_waiting(self) -> bool:
         return any(t.priority == USER for t in self.queue)
 

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 
 from sa2va_i_ros.errors import Cancelled, Sa2VAError
 from sa2va_i_ros.runtime.catch_up import CatchUp
+from sa2va_i_ros.runtime.faults import describe, release
 from sa2va_i_ros.runtime.scheduling import affordable_frames
-from sa2va_i_ros.runtime.session import FrameOutput, Grounding
+from sa2va_i_ros.runtime.session import FrameOutput, Grounding, SegmentReply
 from sa2va_i_ros.runtime.worker.intake import Record, Ticket
 from sa2va_i_ros.runtime.worker.outcomes import abandon, join, rejoin, reply
 
@@ -48,17 +49,53 @@ class Job:
         """Frames that arrive now are kept for the catch-up (references to the buffered copies)."""
         return self.phase in (Phase.GROUNDING, Phase.SEEDING)
 
+    def hold(self, frame, max_frames: int, max_bytes: int) -> int:
+        """Keep a frame that arrived during the grounding, within the buffer's budget (``max_frames`` frames,
+        ``max_bytes`` bytes: what the buffer would hold); beyond it, every second held frame goes (never the
+        newest), as the catch-up thins the frames it holds (``CatchUp.add``). Returns how many went."""
+        self.held.append(frame)
+        dropped = 0
+        while len(self.held) > 1 and (len(self.held) > max_frames or held_bytes(self.held) > max_bytes):
+            gone = self.held[:-1:2]
+            self.held = [f for k, f in enumerate(self.held) if k % 2 or k == len(self.held) - 1]
+            dropped += len(gone)
+        return dropped
 
-def advance(w: PerceptionWorker, job: Job) -> None:
-    """One step of ``job`` (its phase's function); a failure or cancel ends it with the reason."""
+
+def held_bytes(frames) -> int:
+    return sum(f.nbytes for f in frames)
+
+
+def advance(w: PerceptionWorker, job: Job) -> bool:
+    """One step of ``job`` (its phase's function); a failure or cancel ends it with the reason.
+
+    Any other exception (out of memory, a bug) is contained the same way: the
+    request ends with what failed, on which device and what to try, what it held
+    is released, /diagnostics shows the fault (False: not a good step)."""
+    phase = job.phase
     try:
         if job.ticket.cancelled:
-            raise Cancelled(f"cancelled while {'queued' if job.phase is Phase.START else job.phase.value}")
-        PHASES[job.phase](w, job)
+            raise Cancelled(f"cancelled while {'queued' if phase is Phase.START else phase.value}")
+        PHASES[phase](w, job)
     except Cancelled as exc:
+        if w.closed and not job.ticket.cancelled:
+            return True  # the shutdown stopped the step (cooperatively): close() answers with its reason
         abandon(w, job, f"cancelled ({exc})")
     except Sa2VAError as exc:
         abandon(w, job, str(exc))
+    except Exception as exc:
+        job.held = []
+        release(w.device)
+        what = PHASE_WORDS[phase] + (f" (re-grounding track {job.ticket.reseed})" if job.ticket.reseed else "")
+        message = describe(what, exc, w.device)
+        w.health.fault(phase.value, message, job.record.track_ids)
+        w.faults_log(message)
+        try:
+            abandon(w, job, message)
+        except Exception:  # its state may be half made: end it whatever it held
+            w.end_job(SegmentReply(False, message, track_id=job.ticket.reseed))
+        return False
+    return True
 
 
 def start(w: PerceptionWorker, job: Job) -> None:
@@ -68,7 +105,7 @@ def start(w: PerceptionWorker, job: Job) -> None:
         if ticket.reseed not in w.session.tracker.object_ids or ticket.reseed not in w.tracks:
             raise Cancelled(f"track {ticket.reseed} is not tracked any more")  # stopped, or not joined yet
         w.counts["reground_attempts"] += 1
-    job.grounding = w.session.start_grounding(ticket.request, ticket.progress, lambda: ticket.cancelled)
+    job.grounding = w.session.start_grounding(ticket.request, ticket.progress, lambda: ticket.cancelled or w.closed)
     job.phase = Phase.GROUNDING
 
 
@@ -140,6 +177,8 @@ def catch_up(w: PerceptionWorker, job: Job) -> None:
 
 
 PHASES = {Phase.START: start, Phase.GROUNDING: ground, Phase.SEEDING: seed, Phase.CATCHING_UP: catch_up}
+PHASE_WORDS = {Phase.START: "taking the window", Phase.GROUNDING: "grounding", Phase.SEEDING: "seeding the tracker",
+               Phase.CATCHING_UP: "the catch-up"}
 
 
 def affordable(w: PerceptionWorker, cu: CatchUp) -> float:

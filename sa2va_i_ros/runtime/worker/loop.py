@@ -15,7 +15,9 @@ import traceback
 from collections import deque
 from collections.abc import Callable
 
+from sa2va_i_ros.errors import ObjectFault
 from sa2va_i_ros.runtime.clock import Clock, MonotonicClock
+from sa2va_i_ros.runtime.faults import LIVE_FAULTS_BEFORE_ENDING, Health, describe, device_of, release
 from sa2va_i_ros.runtime.frame_buffer import Frame
 from sa2va_i_ros.runtime.regrounding import Regrounder, RegroundPlan
 from sa2va_i_ros.runtime.scheduling import CostModel
@@ -38,8 +40,10 @@ class WorkerLoop:
         self.session = session
         self.clock = clock or MonotonicClock()
         self.costs = CostModel()
-        self.counts: dict[str, int] = dict.fromkeys(COUNTS, 0)
-        self.records: deque[Record] = deque(maxlen=100)
+        self.counts: dict[str, int] = dict.fromkeys(COUNTS, 0)  # fixed keys; read a copy with ``counts_now``
+        self.records: deque[Record] = deque(maxlen=100)  # appended and iterated under ``lock``
+        self.health = Health()  # faults, for /diagnostics (faults.py)
+        self.device = device_of(session)
         self.step_log: deque[tuple[str, float, float]] | None = None  # (kind, start, end), for the simulator
         self.lock = threading.Condition()  # inbox, queue, settings changes, closed
         self.intake = Intake()
@@ -54,6 +58,7 @@ class WorkerLoop:
         self._presence_dirty = False
         self._since_live = 0  # frames that arrived since the last live step while objects were tracked
         self._turn: float | None = None  # background seconds since the last live step
+        self.on_fault: Callable[[str], None] | None = None  # also told every contained fault (the node's log)
 
     @property
     def tracks(self) -> dict[int, str]:
@@ -82,13 +87,16 @@ class WorkerLoop:
             self._arrived(frame, reset)
         background = self.job is not None or bool(self.intake)
         if self._live_ready() and not (background and self._turn_open()):
-            self._timed("live", self._live_step)
+            newest = self.newest
+            if self._timed("live", self._live_step):
+                self.health.good_step()
             self._turn = 0.0
-            self.regrounder.frame(self.newest.stamp_ns, self.tracks)  # may queue a re-grounding
+            self.regrounder.frame(newest.stamp_ns, self.tracks)  # may queue a re-grounding
             return True
         if background:
             t0 = self.clock.now()
-            self._timed("background", self._background_step)
+            if self._timed("background", self._background_step):
+                self.health.good_step()
             self._turn = (self._turn or 0.0) + self.clock.now() - t0
             return True
         return bool(arrived) or presence
@@ -123,13 +131,19 @@ class WorkerLoop:
         live = self.costs.step_s(len(self.session.tracker.object_ids)) or 0.0
         return self._turn < TURN_SHARE * live
 
-    def _timed(self, kind: str, work: Callable[[], None]) -> None:
+    def _timed(self, kind: str, work: Callable[[], bool]) -> bool:
         t0 = self.clock.now()
-        work()
+        good = work()
         t1 = self.clock.now()
         self.counts["longest_step_ms"] = max(self.counts["longest_step_ms"], round((t1 - t0) * 1e3))
         if self.step_log is not None:
             self.step_log.append((kind, t0, t1))
+        return good
+
+    def counts_now(self) -> dict[str, int]:
+        """A copy of the counters (any thread)."""
+        with self.lock:
+            return dict(self.counts)
 
     def _arrived(self, frame: Frame | None, reset: bool) -> None:
         job = self.job
@@ -146,27 +160,87 @@ class WorkerLoop:
         if job is not None and job.catch_up is not None and not job.catch_up.frozen:
             self.counts["frames_thinned"] += job.catch_up.add(frame)
         elif job is not None and job.holds_frames:
-            job.held.append(frame)
+            buffer = self.session.buffer
+            self.counts["frames_thinned"] += job.hold(frame, buffer.max_frames, buffer.max_bytes)
         if self.session.tracker.object_ids:
             self._since_live += 1
         self.newest = frame
 
-    def _live_step(self) -> None:
+    def _live_step(self) -> bool:
+        """Track every object on the newest frame; False when it failed (the fault is contained)."""
         frame, objects = self.newest, len(self.session.tracker.object_ids)
         self.counts["frames_dropped_stale"] += max(0, self._since_live - 1)
         self._since_live = 0
         t0 = self.clock.now()
-        out = self.session.live_step(frame)
+        try:
+            out = self.session.live_step(frame)
+        except ObjectFault as fault:
+            self._object_fault(fault, frame)
+            return False
+        except Exception as exc:  # the shared part (encoder, batched decoder): this frame is lost for all
+            self._live_fault(exc, frame)
+            return False
+        self.health.live_faults_in_row = 0
         self.costs.tracked(self.clock.now() - t0, objects)
         if out is None:
-            return
+            return True
         self.counts["frames_live"] += 1
-        self.registry.publish(out, frame)
+        try:
+            self.registry.publish(out, frame)
+        except Exception as exc:  # this frame's messages are lost; tracking goes on
+            message = describe(f"publishing the outputs of track {', '.join(str(o.track_id) for o in out.objects)}",
+                               exc, self.device)
+            self.health.fault("publishing", message, [o.track_id for o in out.objects])
+            self.faults_log(message)
+            return False
         now = self.clock.now()
         ids = {o.track_id for o in out.objects}
-        for rec in self.records:
+        with self.lock:
+            records = list(self.records)
+        for rec in records:
             if rec.joined is not None and rec.first_live is None and ids & set(rec.track_ids):
                 rec.first_live = now
+        return True
+
+    def _object_fault(self, fault: ObjectFault, frame: Frame) -> None:
+        """One object's part of the live step failed: that object ends (STOPPED), the others go on."""
+        release(self.device)
+        track_id = fault.obj_id
+        message = describe(f"tracking track {track_id}", fault.cause, self.device)
+        self.session.skip_frame(frame)
+        if track_id in self.session.tracker.object_ids:
+            query = self.session.queries.get(track_id, "")
+            self.session.stop(track_id)
+            with self.registry.lock:
+                self.registry.drop(track_id, frame.header, query)
+                self.registry.observe(track_id, "stopped", frame.stamp_ns)
+        self.health.fault("live", message, (track_id,))
+        self.faults_log(message)
+
+    def _live_fault(self, exc: Exception, frame: Frame) -> None:
+        """The live step's shared work failed: no output on this frame; after a few in a row, every track
+        ends (its output would stop anyway)."""
+        release(self.device)
+        self.session.skip_frame(frame)
+        self.health.live_faults_in_row += 1
+        ids = list(self.session.tracker.object_ids)
+        message = describe(f"the live step of track {', '.join(map(str, ids))}", exc, self.device)
+        if self.health.live_faults_in_row >= LIVE_FAULTS_BEFORE_ENDING:
+            message += f" ({LIVE_FAULTS_BEFORE_ENDING} frames in a row: the tracks are ended)"
+            with self.registry.lock:
+                for track_id in ids:
+                    query = self.session.queries.get(track_id, "")
+                    self.session.stop(track_id)
+                    self.registry.drop(track_id, frame.header, query)
+                    self.registry.observe(track_id, "stopped", frame.stamp_ns)
+            self.health.live_faults_in_row = 0
+        self.health.fault("live", message, ids)
+        self.faults_log(message)
+
+    def faults_log(self, message: str) -> None:
+        """Where a contained fault is told besides /diagnostics (the node sets its logger)."""
+        if self.on_fault is not None:
+            self.call(self.on_fault, message)
 
     def _apply_stops(self) -> None:
         stopping = self.registry.stops_pending()
@@ -183,20 +257,23 @@ class WorkerLoop:
                                           track_id=job.record.track_ids[0], track_ids=list(job.record.track_ids)))
         self.registry.stopped(stopping)
 
-    def _background_step(self) -> None:
+    def _background_step(self) -> bool:
         job = self.job
         if job is not None and preempt(self, job):
             job = None
         if job is None:
             with self.lock:
+                if not self.intake:  # cancelled meanwhile: nothing ran
+                    return False
                 ticket = self.intake.pop()
-            job = self.job = Job(ticket, ticket.record)
+                job = self.job = Job(ticket, ticket.record)
             job.record.started = self.clock.now()
-        advance(self, job)
+        return advance(self, job)
 
     # -- answers ------------------------------------------------------------------------------------------
     def end_job(self, reply: SegmentReply) -> None:
-        job, self.job = self.job, None
+        with self.lock:
+            job, self.job = self.job, None
         if job is not None:
             self.finish(job.ticket, reply)
 

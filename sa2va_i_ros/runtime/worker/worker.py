@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import threading
 import traceback
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from sa2va_i_ros.errors import Sa2VAError
 from sa2va_i_ros.runtime.clock import Clock
+from sa2va_i_ros.runtime.faults import describe
 from sa2va_i_ros.runtime.session import FrameIn, SegmentReply, SegmentRequest, Session
 from sa2va_i_ros.runtime.worker.intake import USER, Ticket
 from sa2va_i_ros.runtime.worker.loop import WorkerLoop
@@ -27,6 +29,9 @@ class PerceptionWorker(WorkerLoop):
                  name: str = "perception-worker"):
         super().__init__(session, emitter, clock)
         self._waiting = False  # the worker thread waits for work (set and read under the lock)
+        self._then: Callable[[], None] | None = None  # close()'s release, when a step outlived its timeout
+        self._exited = False  # the thread left its loop (set under the lock)
+        self.errors: deque[Exception] = deque(maxlen=20)  # exceptions that escaped a step (a bug): tests read it
         self._thread = None
         if threaded:
             self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -79,10 +84,14 @@ class PerceptionWorker(WorkerLoop):
         return ticket
 
     def cancel(self, ticket: Ticket) -> None:
-        """Ask to cancel a request (action cancel); it is answered "cancelled" at the next step boundary."""
+        """Cancel a request (action cancel): one still queued is answered "cancelled" now; the one running at
+        its next step boundary (a grounding polls it between its steps)."""
         with self.lock:
             ticket.cancelled = True
+            queued = self.intake.remove(ticket)
             self.lock.notify_all()
+        if queued:
+            self.finish(ticket, SegmentReply(False, "cancelled (cancelled while queued)"))
 
     def stop(self, track_id: int = 0) -> list[int]:
         """Stop one announced track (or all with 0): STOPPED is published now, nothing of it after."""
@@ -132,35 +141,56 @@ class PerceptionWorker(WorkerLoop):
         with self.lock:
             return (self._waiting or self._thread is None) and not self.closed and not self._has_work()
 
-    def close(self, reason: str, timeout: float = 30.0) -> None:
+    def close(self, reason: str, timeout: float = 30.0, then: Callable[[], None] | None = None) -> bool:
         """Stop the worker: every waiting or running request is answered with ``reason``, every track gets
-        STOPPED. Waits (up to ``timeout``) for the step under way to end, never for a whole request."""
+        STOPPED. The step under way is asked to stop (a grounding polls it between its steps) and waited for
+        (up to ``timeout``), never a whole request. ``then`` (freeing the model) runs once no step runs: now,
+        or, when the step outlived ``timeout``, on the worker thread as that step ends. True when the thread
+        ended within ``timeout``."""
         with self.lock:
             self.closed = True
             self.lock.notify_all()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
         with self.lock:
             tickets = ([self.job.ticket] if self.job is not None else []) + self.intake.take_all()
             self.job = None
+            ended = thread is None or self._exited
+            if not ended:  # a step outlived the timeout: the thread frees the model as it ends
+                self._then = then
         for t in tickets:
             self.finish(t, SegmentReply(False, reason))
         self.stop(0)
+        if ended and then is not None:
+            then()
+        return ended
 
     # -- the worker thread --------------------------------------------------------------------------------
     def _run(self) -> None:
-        while True:
-            with self.lock:
-                while not self.closed and not self._has_work():
-                    self._waiting = True
-                    self.lock.wait(0.5)
-                self._waiting = False
-                if self.closed:
-                    return
-            try:
-                self.run_once()
-            except Exception:  # a bug in one step must not end the thread: log it and go on
-                traceback.print_exc()
+        try:
+            while True:
+                with self.lock:
+                    while not self.closed and not self._has_work():
+                        self._waiting = True
+                        self.lock.wait(0.5)
+                    self._waiting = False
+                    if self.closed:
+                        return
+                try:
+                    self.run_once()
+                except Exception as exc:  # a bug in one step must not end the thread: report it and go on
+                    self.errors.append(exc)
+                    traceback.print_exc()
+                    message = describe("a worker step", exc, self.device)
+                    self.health.fault("worker", message)
+                    self.faults_log(message)
+        finally:
+            with self.lock:  # close() timed out under a step: the model is freed now that it ended
+                self._exited = True
+                then, self._then = self._then, None
+            if then is not None:
+                self.call(then)
 
     def _running_new_tracks(self) -> int:
         job = self.job
