@@ -116,8 +116,9 @@ def catch_up(w: PerceptionWorker, job: Job) -> None:
     cu, ticket = job.catch_up, job.ticket
     t0 = w.clock.now()
     step = cu.step(w.session.tracker, affordable(w, cu))
+    w.device.sync()  # device time: what the step queued is done (device_time.py)
     if step.tracked:
-        w.costs.tracked(w.clock.now() - t0, len(cu.prepared))
+        w.costs.caught_up(w.clock.now() - t0, len(cu.prepared))
     w.counts["frames_catch_up"] += 1
     w.counts["frames_thinned"] += step.skipped
     out = w.session.output(step.result, step.frame.size)
@@ -144,12 +145,12 @@ PHASES = {Phase.START: start, Phase.GROUNDING: ground, Phase.SEEDING: seed, Phas
 
 def affordable(w: PerceptionWorker, cu: CatchUp) -> float:
     """Catch-up frames that still fit before the deadline, with the live steps in between (scheduling.py)."""
-    own = w.costs.step_s(len(cu.prepared))
+    own = w.costs.catch_up_s(len(cu.prepared))
     if own is None:
         return float("inf")  # nothing measured yet: this frame is tracked and measured
-    tracked = len(w.session.tracker.object_ids)
-    live = w.costs.step_s(tracked) or 0.0
-    joined_live = w.costs.step_s(tracked + len(cu.prepared)) or 0.0
+    tracked, publish = len(w.session.tracker.object_ids), w.costs.publish_s
+    live = (w.costs.step_s(tracked) or 0.0) + (publish if tracked else 0.0)
+    joined_live = (w.costs.step_s(tracked + len(cu.prepared)) or 0.0) + publish
     # room for the first live step with the new object, and one more live step (prompted frames' turn)
     remaining = cu.deadline - w.clock.now() - joined_live - live
     return affordable_frames(remaining, own, live, w.costs.frame_period_s)
@@ -159,5 +160,5 @@ def _catch_up_output(w: PerceptionWorker, job: Job, out: FrameOutput, frame) -> 
     """Events always; the frame's objects only while nothing else is tracked and it is newer than the
     window (with other objects tracked, frames before the join are already out without it)."""
     alone = not w.session.tracker.object_ids
-    w.registry.publish(out if alone and frame.stamp_ns > job.catch_up.window_end_ns else
-                       FrameOutput(out.header, [], out.events), frame)
+    w.publish(out if alone and frame.stamp_ns > job.catch_up.window_end_ns else
+              FrameOutput(out.header, [], out.events), frame)

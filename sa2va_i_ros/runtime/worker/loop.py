@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable
 
 from sa2va_i_ros.runtime.clock import Clock, MonotonicClock
+from sa2va_i_ros.runtime.device_time import DeviceTime, session_devices, synchronizer
 from sa2va_i_ros.runtime.frame_buffer import Frame
 from sa2va_i_ros.runtime.regrounding import Regrounder, RegroundPlan
 from sa2va_i_ros.runtime.scheduling import CostModel
@@ -27,7 +28,7 @@ from sa2va_i_ros.runtime.worker.tracks import NullEmitter, TrackRegistry
 
 TURN_SHARE = 0.25  # background time between two live steps, at least, as a share of a live step
 COUNTS = ("frames_in", "frames_live", "frames_dropped_stale", "frames_catch_up", "frames_thinned",
-          "requests", "requests_busy", "requests_failed", "longest_step_ms",
+          "requests", "requests_busy", "requests_failed", "longest_step_ms", "device_sync_ms",
           "reground_attempts", "reground_deferred", "regrounded", "reground_missed", "reground_gave_up")
 
 
@@ -38,6 +39,7 @@ class WorkerLoop:
         self.session = session
         self.clock = clock or MonotonicClock()
         self.costs = CostModel()
+        self.device = DeviceTime(synchronizer(*session_devices(session)), self.clock)  # steps end synchronised
         self.counts: dict[str, int] = dict.fromkeys(COUNTS, 0)
         self.records: deque[Record] = deque(maxlen=100)
         self.step_log: deque[tuple[str, float, float]] | None = None  # (kind, start, end), for the simulator
@@ -126,8 +128,10 @@ class WorkerLoop:
     def _timed(self, kind: str, work: Callable[[], None]) -> None:
         t0 = self.clock.now()
         work()
+        self.device.sync()  # the step's device work is done: it is charged to this step (device_time.py)
         t1 = self.clock.now()
         self.counts["longest_step_ms"] = max(self.counts["longest_step_ms"], round((t1 - t0) * 1e3))
+        self.counts["device_sync_ms"] = round(self.device.total_s * 1e3)
         if self.step_log is not None:
             self.step_log.append((kind, t0, t1))
 
@@ -157,16 +161,23 @@ class WorkerLoop:
         self._since_live = 0
         t0 = self.clock.now()
         out = self.session.live_step(frame)
-        self.costs.tracked(self.clock.now() - t0, objects)
+        self.device.sync()  # device time: the step is charged what it ran (device_time.py)
         if out is None:
             return
+        self.costs.tracked(self.clock.now() - t0, objects)
         self.counts["frames_live"] += 1
-        self.registry.publish(out, frame)
+        self.publish(out, frame)
         now = self.clock.now()
         ids = {o.track_id for o in out.objects}
         for rec in self.records:
             if rec.joined is not None and rec.first_live is None and ids & set(rec.track_ids):
                 rec.first_live = now
+
+    def publish(self, out, frame) -> None:
+        """Publish a frame's outputs; the time it takes on this thread is measured (``CostModel.published``)."""
+        t0 = self.clock.now()
+        self.registry.publish(out, frame)
+        self.costs.published(self.clock.now() - t0)
 
     def _apply_stops(self) -> None:
         stopping = self.registry.stops_pending()

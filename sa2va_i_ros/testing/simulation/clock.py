@@ -6,6 +6,7 @@ from __future__ import annotations
 class SimClock:
     def __init__(self, start: float = 0.0):
         self._now = float(start)
+        self.on_advance = None  # called after the clock moved (the simulation delivers camera frames then)
 
     def now(self) -> float:
         return self._now
@@ -14,6 +15,13 @@ class SimClock:
         if seconds < 0:
             raise ValueError(f"time cannot go back ({seconds} s)")
         self._now += seconds
+        self._moved()
 
     def advance_to(self, when: float) -> None:
-        self._now = max(self._now, float(when))
+        if when > self._now:
+            self._now = float(when)
+            self._moved()
+
+    def _moved(self) -> None:
+        if self.on_advance is not None:
+            self.on_advance()
