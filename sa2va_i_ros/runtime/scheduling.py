@@ -134,15 +134,21 @@ class CostModel:
 
 
 def expected_join_s(costs: CostModel, objects: int, tracked: int, prompts: int, tracked_frames: int) -> float | None:
-    """The least time a catch-up can take from the start of its seeding to the join, by the measured costs:
-    seeding ``prompts`` prompted frames (per object), ``tracked_frames`` frames it may not skip (the reply's
-    frame, the newest one) with a live step of the ``tracked`` objects after each, and the first live step
-    with the new objects. None before anything was measured."""
+    """The least time a catch-up of ``objects`` new objects can still take until their first live output, by
+    the measured costs: seeding ``prompts`` more prompted frames (all objects together) with a live step of
+    the ``tracked`` objects after each live step's worth of seeding, a live step for the prompted frames'
+    turn, the ``tracked_frames`` frames it may not skip (the reply's frame, the newest one) with a live step
+    between two, and the first live step with the new objects. None before anything was measured."""
     own, live, joined = costs.catch_up_s(objects), costs.step_s(tracked), costs.step_s(tracked + objects)
     if own is None or live is None or joined is None:
         return None
-    live += costs.publish_s if tracked else 0.0
-    return (costs.seed_prompt_s or 0.0) * prompts * objects + tracked_frames * (own + live) + joined + costs.publish_s
+    seeding = (costs.seed_prompt_s or 0.0) * prompts
+    if tracked:
+        live += costs.publish_s
+        lives = (math.ceil(seeding / live) if live > 0 else 0) + 1 + max(0, tracked_frames - 1)
+    else:
+        lives = 0
+    return seeding + lives * live + tracked_frames * own + joined + costs.publish_s
 
 
 def affordable_frames(remaining_s: float, own_s: float, live_s: float, period_s: float | None) -> float:

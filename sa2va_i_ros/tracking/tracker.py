@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -123,14 +123,27 @@ class StreamingTracker:
 
         ``advance_object`` then feeds it frames one at a time and ``join`` adds it:
         a caller can interleave that work with ``step`` of the tracked objects,
-        which this object does not touch.
+        which this object does not touch. ``seed_steps`` does the same one prompt at a time.
         """
+        steps = self.seed_steps(grounding, obj_id=obj_id)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+
+    def seed_steps(self, grounding: Grounding, *, obj_id: int) -> Iterator[int]:
+        """``seed_object`` as a generator: each ``next`` prompts one frame (at most one encoder pass and one
+        decoder call) and yields its window index; the ``PreparedObject`` is its return value."""
         if isinstance(obj_id, bool) or not isinstance(obj_id, int | np.integer):
             raise ValueError(f"obj_id must be an integer, got {obj_id!r}")
         g = check_grounding(grounding, self.runner.image_size, self.runner.feat_size,
                             self.config.prompt_policy, self.config.max_prompt_frames, self.runner.model.image_encoder)
-        with torch.inference_mode():
-            track = self._new_track(int(obj_id), g)
+        track = self._new_track(int(obj_id), g, prompts=False)
+        for idx, mask in g.prompts.items():
+            with torch.inference_mode():
+                self._prompt(track, g, idx, mask)
+            yield idx
         track.next_index = g.first_prompt
         return PreparedObject(track, [], g)
 
@@ -247,18 +260,21 @@ class StreamingTracker:
             raise ValueError(f"later[{k}] is {frame.shape[:2]}, the grounding frames are {size}")
         return frame, stamp
 
-    def _new_track(self, obj_id: int, g: CheckedGrounding) -> ObjectTrack:
+    def _new_track(self, obj_id: int, g: CheckedGrounding, prompts: bool = True) -> ObjectTrack:
         cfg = self.config
         track = ObjectTrack(
             obj_id, g.frame_size, ObjectMemory(*self._horizons),
             PresenceMonitor(obj_id, cfg.threshold, cfg.lost_after, cfg.found_after),
         )
-        for idx, mask in g.prompts.items():
-            mask_input = prompt_mask_input(mask, self.runner.image_size, self.runner.device)
-            out = self.runner.prompt(self._window_features(g, idx), mask_input, idx)
-            track.memory.add_prompt(idx, out.entry)
-            track.pending_prompts[idx] = out.low_res_logits
+        for idx, mask in g.prompts.items() if prompts else ():
+            self._prompt(track, g, idx, mask)
         return track
+
+    def _prompt(self, track: ObjectTrack, g: CheckedGrounding, idx: int, mask) -> None:
+        mask_input = prompt_mask_input(mask, self.runner.image_size, self.runner.device)
+        out = self.runner.prompt(self._window_features(g, idx), mask_input, idx)
+        track.memory.add_prompt(idx, out.entry)
+        track.pending_prompts[idx] = out.low_res_logits
 
     def _window_features(self, g: CheckedGrounding, idx: int) -> FrameFeatures:
         raw = g.raw_features.get(idx)

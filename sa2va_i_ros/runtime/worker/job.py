@@ -11,6 +11,7 @@ lost track under its own id and, once caught up, replaces it (``rejoin``).
 from __future__ import annotations
 
 import enum
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,7 @@ from sa2va_i_ros.errors import Cancelled, Sa2VAError
 from sa2va_i_ros.runtime.catch_up import CatchUp
 from sa2va_i_ros.runtime.scheduling import affordable_frames
 from sa2va_i_ros.runtime.session import FrameOutput, Grounding
+from sa2va_i_ros.runtime.worker.budget import budget_check
 from sa2va_i_ros.runtime.worker.intake import Record, Ticket
 from sa2va_i_ros.runtime.worker.outcomes import abandon, join, rejoin, reply
 
@@ -41,6 +43,8 @@ class Job:
     phase: Phase = Phase.START
     held: list = field(default_factory=list)  # frames that arrived while grounding ran
     pending_events: list = field(default_factory=list)  # catch-up events before the reply (header, stamp, ...)
+    seeding: Generator | None = None  # Session.seed_steps, one prompted frame per step
+    seed_steps: int = 0
     announced: bool = False
 
     @property
@@ -90,14 +94,25 @@ def ground(w: PerceptionWorker, job: Job) -> None:
 
 
 def seed(w: PerceptionWorker, job: Job) -> None:
-    """Seed the tracker with every [SEG]'s prompts; the frames held meanwhile join the catch-up."""
+    """Seed the tracker with every [SEG]'s prompts, one prompted frame per step (the catch-up's deadline is set
+    before the first: the budget covers seeding); then the frames held meanwhile join the catch-up."""
     now = w.clock.now()
     settings = w.session.settings
     if job.ticket.reseed and job.ticket.reseed not in w.tracks:
         raise Cancelled(f"track {job.ticket.reseed} was stopped during its re-grounding")
-    cu = w.session.seed(job.grounding, now + settings.max_catch_up_sec, w.session.buffer.max_frames,
-                        obj_id=job.ticket.reseed or None)
-    job.record.seeded, job.record.track_ids = now, [p.obj_id for p in cu.prepared]
+    if job.seeding is None:
+        job.record.seeded = now
+        job.seeding = w.session.seed_steps(job.grounding, now + settings.max_catch_up_sec,
+                                           w.session.buffer.max_frames, obj_id=job.ticket.reseed or None)
+    try:
+        next(job.seeding)
+        w.device.sync()
+        w.costs.seeded(w.clock.now() - now)
+        budget_check(w, job)
+        return
+    except StopIteration as done:
+        cu = done.value
+    job.record.track_ids = [p.obj_id for p in cu.prepared]
     job.catch_up, job.phase = cu, Phase.CATCHING_UP
     if settings.gap_policy == "skip" and job.held:  # only the newest frame that came during grounding
         w.counts["frames_thinned"] += len(job.held) - 1

@@ -22,11 +22,12 @@ from sa2va_i_ros.runtime.regrounding import Regrounder, RegroundPlan
 from sa2va_i_ros.runtime.scheduling import CostModel
 from sa2va_i_ros.runtime.session import SegmentReply, Session
 from sa2va_i_ros.runtime.worker.intake import Intake, Record, Ticket
-from sa2va_i_ros.runtime.worker.job import Job, advance
+from sa2va_i_ros.runtime.worker.job import Job, Phase, advance
 from sa2va_i_ros.runtime.worker.regrounds import gave_up, preempt, reground_settings, submit
 from sa2va_i_ros.runtime.worker.tracks import NullEmitter, TrackRegistry
 
 TURN_SHARE = 0.25  # background time between two live steps, at least, as a share of a live step
+SEEDING_SHARE = 1.0  # the same while a request seeds (one prompted frame per step; its catch-up deadline runs)
 COUNTS = ("frames_in", "frames_live", "frames_dropped_stale", "frames_catch_up", "frames_thinned",
           "requests", "requests_busy", "requests_failed", "longest_step_ms", "device_sync_ms",
           "reground_attempts", "reground_deferred", "regrounded", "reground_missed", "reground_gave_up")
@@ -50,6 +51,7 @@ class WorkerLoop:
                                      lambda track_id: gave_up(self, track_id))
         self.registry = TrackRegistry(emitter or NullEmitter(), self.regrounder.event)
         self.job: Job | None = None
+        self.budget: tuple[float, float] | None = None  # (expected join s, max_catch_up_sec) of the last seeding
         self.newest: Frame | None = None
         self.closed = False
         self._inbox: list[tuple[Frame | None, bool]] = []
@@ -118,12 +120,15 @@ class WorkerLoop:
         a live step's time (so cheap steps, such as prompted frames of a catch-up
         or one frame's preprocessing, do not each cost a live step), then the live
         step comes: a tracked object waits at most one live step, this quarter and
-        one background step.
+        one background step. While a request seeds, its catch-up deadline runs: a turn lasts a whole live
+        step (``SEEDING_SHARE``), so a tracked object waits at most two live steps and one seeding step.
         """
         if self._turn is None:
             return False  # no live step yet since the background work began: the live step first
         live = self.costs.step_s(len(self.session.tracker.object_ids)) or 0.0
-        return self._turn < TURN_SHARE * live
+        job = self.job
+        share = SEEDING_SHARE if job is not None and job.phase is Phase.SEEDING else TURN_SHARE
+        return self._turn < share * live
 
     def _timed(self, kind: str, work: Callable[[], None]) -> None:
         t0 = self.clock.now()

@@ -161,8 +161,19 @@ class StandInTracker:
         return self._objects[obj_id].presence.visible
 
     def seed_object(self, grounding, *, obj_id: int) -> PreparedObject:
+        steps = self.seed_steps(grounding, obj_id=obj_id)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+
+    def seed_steps(self, grounding, *, obj_id: int):
+        """One prompted frame per ``next`` (as ``StreamingTracker.seed_steps``); returns the PreparedObject."""
         g = check_grounding(grounding, 64, 4, self.config.prompt_policy, 64)
-        self.device.launch(self.profile.seed_prompt_s * len(g.prompts))  # the prompts' logits stay on the device
+        for idx in g.prompts:
+            self.device.launch(self.profile.seed_prompt_s)  # the prompt's logits stay on the device
+            yield idx
         c = self.config
         n = self.seeds[obj_id] = self.seeds.get(obj_id, 0) + 1
         track = _Track(obj_id, g.frame_size, PresenceMonitor(obj_id, c.threshold, c.lost_after, c.found_after),

@@ -1,0 +1,107 @@
+"""No worker step does more than one encoder pass or one decoder call, seeding included (issue 21, item 9).
+
+Seeding used to prompt every prompted frame of every object in one step (with a
+tracker on another SAM2 than the checkpoint's, one encoder pass per prompted
+frame: a minute on a CPU with real-size Hiera-T). Now ``seed_steps`` prompts
+one frame per step and the worker interleaves live steps; the catch-up's
+deadline is set before the first, so the budget covers seeding; when the
+measured costs make ``max_catch_up_sec`` impossible, the reply and the worker's
+``budget`` reading (/diagnostics) say so.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from test_simulation import PROFILES, STEP, check_stream
+from test_simulation_async import longest_stage_s
+from test_tracker_helpers import blob_mask, make_frames, one_torch_thread, tiny_model  # noqa: F401
+
+from sa2va_i_ros.runtime.session import Settings
+from sa2va_i_ros.runtime.worker.job import Phase
+from sa2va_i_ros.testing.simulation import Simulation
+from sa2va_i_ros.tracking import Grounding, StreamingTracker
+
+
+def test_seed_steps_prompt_one_frame_per_step_with_one_encoder_pass():
+    tracker = StreamingTracker(tiny_model(0))
+    frames = make_frames(8)
+    prompts = [1, 4, 7]
+    g = Grounding(frames, list(range(8)), prompts, [blob_mask(i) for i in prompts])
+    encode, passes = tracker.runner.encode, []
+    tracker.runner.encode = lambda pixels: passes.append(1) or encode(pixels)
+    steps, per_step = tracker.seed_steps(g, obj_id=3), []
+    while True:
+        before = len(passes)
+        try:
+            next(steps)
+        except StopIteration as done:
+            prepared = done.value
+            break
+        per_step.append(len(passes) - before)
+    assert per_step == [1, 1, 1]  # one prompted frame, one encoder pass, per step
+    assert prepared.obj_id == 3 and sorted(prepared.track.pending_prompts) == prompts
+    other = StreamingTracker(tiny_model(0))
+    ref = other.seed_object(g, obj_id=3)  # seed_object: the same, all at once
+    for t in range(1, 8):
+        a = tracker.advance_object(prepared, window_index=t).objects[3]
+        b = other.advance_object(ref, window_index=t).objects[3]
+        assert (a.mask == b.mask).all() and a.score == pytest.approx(b.score, abs=1e-6)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_async_seeding_is_one_prompted_frame_per_step_and_live_steps_go_on(profile):
+    """Jetson or desktop, one tracked object, a query with 5 prompted frames: no background step is longer
+    than the profile's longest single stage with ONE prompted frame; the tracked object's gap during the
+    seeding is at most two live steps and one stage."""
+    p = PROFILES[profile]
+    sim = Simulation(p, 30, Settings(**STEP))
+    a, b = sim.request(2.0, "the cup"), sim.request(4.0 + 3 * p.grounding_s(), "the bowl")
+    background, seeding = sim.worker._background_step, []
+
+    def noted() -> None:
+        job, t0 = sim.worker.job, sim.clock.now()
+        phase = job.phase if job is not None else None
+        background()
+        sim.worker.device.sync()
+        if phase is Phase.SEEDING:
+            seeding.append(sim.clock.now() - t0)
+    sim.worker._background_step = noted
+    sim.run(8.0 + 6 * p.grounding_s())
+    check_stream(sim)
+    assert b.reply.success and b.ticket.record.first_live is not None
+    assert sim.longest_background_step() <= longest_stage_s(p, prompts=1) + 1e-9
+    assert len(seeding) == 2 * (5 + 1)  # both requests: 5 prompted frames each, then the catch-up is made
+    assert max(seeding) == pytest.approx(p.seed_prompt_s)  # one prompted frame per step
+    rec = b.ticket.record
+    live = p.live_s(1) + p.publish_s
+    seeding_end = rec.replied
+    gap = sim.max_gap(a.reply.track_id, rec.seeded, seeding_end)
+    assert gap <= 2 * live + longest_stage_s(p, prompts=1) + sim.period + 1e-9
+
+
+def test_an_impossible_budget_is_said_in_the_reply_and_the_budget_reading():
+    """Jetson, one tracked object, an answer with two [SEG]s: two new objects cannot join within 1 s (seeding
+    10 prompted frames, catch-up frames of two objects, live steps of one then three): the reply says so,
+    with the expected join time, and the worker's ``budget`` reading is over budget. Desktop fits: no word."""
+    for profile, fits in (("jetson", False), ("desktop_gpu", True)):
+        p = PROFILES[profile]
+        sim = Simulation(p, 30, Settings(**STEP))
+        sim.request(2.0, "the cup")
+        sim.at(3.0 + 3 * p.grounding_s(), lambda s=sim: setattr(s.engine, "answer", "Sure, [SEG] and [SEG]."))
+        b = sim.request(4.0 + 3 * p.grounding_s(), "the two bowls")
+        sim.run(8.0 + 6 * p.grounding_s())
+        check_stream(sim)
+        assert b.reply.success and len(b.reply.track_ids) == 2
+        expected, budget = sim.worker.budget
+        rec = b.ticket.record
+        took = rec.first_live - rec.seeded
+        if fits:
+            assert "max_catch_up_sec" not in b.reply.message and expected <= budget
+            assert took <= budget + sim.period + 1e-9
+        else:
+            assert "max_catch_up_sec 1 s cannot be met" in b.reply.message, b.reply.message
+            assert expected > budget and took > budget  # the warning was right
+            said = float(re.search(r"about (\d+\.\d+) s", b.reply.message).group(1))
+            assert said > budget
