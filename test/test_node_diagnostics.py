@@ -53,3 +53,14 @@ def test_an_active_node_without_input_warns_and_a_failed_configure_is_an_error()
     assert got["input"].level == OK and "buffered" not in values(got["input"])
     assert values(got["output"])["newest_stamp_ns"] == "-1" and values(got["output"])["grounding_running"] == "False"
     assert statuses(None, model_state="unconfigured", active=False)["model"].level == WARN
+
+
+def test_a_catch_up_that_cannot_meet_its_budget_warns_with_the_expected_join_time():
+    w = worker(visible=True)
+    w.budget = (2.5, 1.0)  # the worker's reading after a seeding step (runtime/worker/budget.py)
+    got = statuses(w, in_rate=10.0)
+    assert list(got) == ["model", "input", "output", "catch-up", "track 3"]
+    assert got["catch-up"].level == WARN and "expected join in 2.50 s" in got["catch-up"].message
+    assert values(got["catch-up"]) == {"expected_join_s": "2.500", "max_catch_up_sec": "1"}
+    w.budget = (0.6, 1.0)
+    assert statuses(w, in_rate=10.0)["catch-up"].level == OK
