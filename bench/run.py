@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "latest.json"
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
-PARTS = ("streaming", "buffer", "node", "grounding", "load", "load8b", "runtime", "tracker", "onnx", "preprocess",
-         "gpu")
+PARTS = ("streaming", "buffer", "node", "grounding", "load", "load8b", "runtime", "steps", "tracker", "onnx",
+         "preprocess", "gpu")
 
 # key, goal (text), what it is
 TABLE = [
@@ -111,6 +111,43 @@ TABLE = [
     ("runtime.cpu_tiny.output_period_ms", "-", "its output period before the query (ms; the camera's when faster)"),
     ("runtime.cpu_tiny.live_step_ms", "-", "median live step (one tracker frame) measured here (ms)"),
     ("runtime.cpu_tiny.longest_background_step_ms", "-", "longest grounding or catch-up step measured here (ms)"),
+    ("runtime.desktop_gpu.objects1.join_live_s", "<= 1.033", "simulated desktop GPU, asynchronous device, "
+     "1 object(s) tracked: reply -> first live output of a new one (s)"),
+    ("runtime.desktop_gpu.objects1.catch_up_s", "<= 1.033", "the same from the start of its seeding (s)"),
+    ("runtime.desktop_gpu.objects1.max_gap_ms", "< 96", "the tracked objects' largest gap while it is grounded "
+     "(ms; goal: 3 live steps of 1 object(s))"),
+    ("runtime.desktop_gpu.objects2.join_live_s", "<= 1.033", "simulated desktop GPU, asynchronous device, "
+     "2 object(s) tracked: reply -> first live output of a new one (s)"),
+    ("runtime.desktop_gpu.objects2.catch_up_s", "<= 1.033", "the same from the start of its seeding (s)"),
+    ("runtime.desktop_gpu.objects2.max_gap_ms", "< 126", "the tracked objects' largest gap while it is grounded "
+     "(ms; goal: 3 live steps of 2 object(s))"),
+    ("runtime.desktop_gpu.objects4.join_live_s", "<= 1.033", "simulated desktop GPU, asynchronous device, "
+     "4 object(s) tracked: reply -> first live output of a new one (s)"),
+    ("runtime.desktop_gpu.objects4.catch_up_s", "<= 1.033", "the same from the start of its seeding (s)"),
+    ("runtime.desktop_gpu.objects4.max_gap_ms", "< 186", "the tracked objects' largest gap while it is grounded "
+     "(ms; goal: 3 live steps of 4 object(s))"),
+    ("runtime.jetson.objects1.join_live_s", "<= 1.033", "simulated Jetson, asynchronous device, "
+     "1 object(s) tracked: reply -> first live output of a new one (s)"),
+    ("runtime.jetson.objects1.catch_up_s", "<= 1.033", "the same from the start of its seeding (s)"),
+    ("runtime.jetson.objects1.max_gap_ms", "< 384", "the tracked objects' largest gap while it is grounded "
+     "(ms; goal: 3 live steps of 1 object(s))"),
+    ("runtime.jetson.objects2.join_live_s", "<= 1.033", "simulated Jetson, asynchronous device, "
+     "2 object(s) tracked: reply -> first live output of a new one (s)"),
+    ("runtime.jetson.objects2.catch_up_s", "<= 1.033", "the same from the start of its seeding (s)"),
+    ("runtime.jetson.objects2.max_gap_ms", "< 504", "the tracked objects' largest gap while it is grounded "
+     "(ms; goal: 3 live steps of 2 object(s))"),
+    ("runtime.jetson.objects4.join_live_s", "<= 1.033", "simulated Jetson, asynchronous device, "
+     "4 object(s) tracked: reply -> first live output of a new one (s)"),
+    ("runtime.jetson.objects4.catch_up_s", "<= 1.033", "the same from the start of its seeding (s)"),
+    ("runtime.jetson.objects4.max_gap_ms", "< 744", "the tracked objects' largest gap while it is grounded "
+     "(ms; goal: 3 live steps of 4 object(s))"),
+    ("runtime.real_t.longest_step_ms", "-", "real worker, this CPU: tiny Sa2VA + Hiera-T real size, a query with "
+     "num_frames prompted frames then a live step: longest step (ms)"),
+    ("runtime.real_t.longest_seeding_step_ms", "-", "the same: longest seeding step (ms)"),
+    ("runtime.real_t.encoder_pass_ms", "-", "the same run: one Hiera-T image encoder pass (ms)"),
+    ("runtime.real_t.seeding_step_ratio", "<= 1.2", "longest seeding step / one encoder pass"),
+    ("runtime.real_t.longest_background_step_ms", "-", "longest grounding, seeding or catch-up step (ms)"),
+    ("runtime.real_t.live_step_ms", "-", "a live step: encoder and memory attention (ms)"),
 ]
 
 
@@ -176,6 +213,7 @@ def main(argv=None) -> int:
         bench_onnx,
         bench_preprocess,
         bench_runtime,
+        bench_steps,
         bench_streaming,
         bench_tracker,
     )
@@ -186,7 +224,7 @@ def main(argv=None) -> int:
     for name, step in (("streaming", lambda o: bench_streaming.run(400 if opts.quick else 2000, o)),
                        ("buffer", bench_buffer.run), ("node", bench_node.run),
                        ("grounding", bench_grounding.run), ("load", bench_load.run), ("load8b", bench_load.run_8b),
-                       ("runtime", bench_runtime.run),
+                       ("runtime", bench_runtime.run), ("steps", bench_steps.run),
                        ("tracker", lambda o: bench_tracker.run(o, rounds=1 if opts.quick else 2)),
                        ("onnx", lambda o: bench_onnx.run(o, rounds=1 if opts.quick else 2)),
                        ("preprocess", bench_preprocess.run),
