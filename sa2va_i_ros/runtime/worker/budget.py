@@ -24,7 +24,8 @@ def budget_check(w: PerceptionWorker, job: Job) -> float | None:
     """Expected seconds from the start of seeding to the join (None before costs are measured); sets
     ``w.budget`` and, over budget, ``job.record.warning``."""
     g = job.grounding
-    sampled = sorted(set(g.result.sampled_indices))
+    seeds = getattr(g.result, "seeds", None)  # SaSaSa2VA seeds the tracker from its own frames
+    sampled = sorted(set(g.result.sampled_indices if seeds is None else seeds))
     prompts = sampled if g.policy == "all" else sampled[:1]
     objects = 1 if job.ticket.reseed else max(1, g.result.num_objects)
     job.seed_steps += 1
