@@ -93,3 +93,38 @@ def test_async_real_size_frames_and_two_objects_in_one_answer():
     check_joined_in_budget(sim, b, 1.0)
     assert len(b.reply.track_ids) == 2 and b.reply.objects[0].mask.shape == (480, 640)
     assert set(sim.outputs[-1].track_ids) == {*a.reply.track_ids, *b.reply.track_ids}
+
+
+def test_async_device_time_synchronises_accelerators_only_and_counts_its_cost():
+    import torch
+
+    from sa2va_i_ros.runtime.device_time import DeviceTime, synchronizer
+    from sa2va_i_ros.testing.simulation import AsyncDevice, SimClock
+
+    assert synchronizer(torch.device("cpu"), None) is None  # a CPU's calls are synchronous: nothing to wait for
+    assert callable(synchronizer(torch.device("cuda", 0)))  # (not called: no CUDA here)
+    clock = SimClock()
+    a, b = AsyncDevice(clock), AsyncDevice(clock)
+    a.launch(0.5)
+    b.launch(0.25)
+    time = DeviceTime(synchronizer(a, b, a, torch.device("cpu")), clock)
+    assert clock.now() == 0.0  # launched, not waited for
+    time.sync()
+    assert clock.now() == 0.5 and (a.syncs, b.syncs) == (1, 1)  # each device once
+    assert time.total_s == 0.5 and time.count == 1
+
+
+def test_the_cost_model_learns_an_encoder_part_and_a_per_object_part():
+    from sa2va_i_ros.runtime.scheduling import CostModel
+
+    encoder, per_object = 0.020, 0.010
+    costs = CostModel()
+    costs.tracked(encoder + per_object, 1)
+    assert costs.step_s(1) == pytest.approx(0.03)
+    assert costs.step_s(4) == pytest.approx(0.12)  # one object count seen: proportional, an upper bound
+    for n in (1, 2, 3, 1, 2):
+        costs.tracked(encoder + per_object * n, n)
+    assert costs.step_s(4) == pytest.approx(encoder + 4 * per_object)  # not 4 x 0.03
+    assert costs.catch_up_s(2) == pytest.approx(2 * (encoder + per_object))  # a pass per joining object
+    costs.caught_up(0.05, 1)
+    assert costs.catch_up_s(1) == pytest.approx(0.05)  # measured catch-up frames take over
