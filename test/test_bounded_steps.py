@@ -16,7 +16,14 @@ import re
 import pytest
 from test_simulation import PROFILES, STEP, check_stream
 from test_simulation_async import longest_stage_s
-from test_tracker_helpers import blob_mask, make_frames, one_torch_thread, tiny_model  # noqa: F401
+from test_tracker_helpers import (  # noqa: F401
+    EncoderCounter,
+    assert_rows_agree,
+    blob_mask,
+    make_frames,
+    one_torch_thread,
+    tiny_model,
+)
 
 from sa2va_i_ros.runtime.session import Settings
 from sa2va_i_ros.runtime.worker.job import Phase
@@ -48,6 +55,33 @@ def test_seed_steps_prompt_one_frame_per_step_with_one_encoder_pass():
         a = tracker.advance_object(prepared, window_index=t).objects[3]
         b = other.advance_object(ref, window_index=t).objects[3]
         assert (a.mask == b.mask).all() and a.score == pytest.approx(b.score, abs=1e-6)
+
+
+def test_joining_objects_catch_up_together_with_one_encoder_pass_per_frame():
+    """Two objects of one answer on the same window (no precomputed features) and later frames: one encoder
+    pass per frame for both (it was one per object); each equals the object caught up alone."""
+    frames = make_frames(12)
+    window, later = frames[:6], frames[6:9]
+    prompts = [1, 4]
+    seeds = {7: [blob_mask(i) for i in prompts], 8: [blob_mask(i, shift=20) for i in prompts]}
+
+    def run(objects):
+        model = tiny_model(0)
+        tracker = StreamingTracker(model)
+        prepared = [tracker.seed_object(Grounding(window, list(range(6)), prompts, seeds[i]), obj_id=i)
+                    for i in objects]
+        with EncoderCounter(model) as encoder:
+            out = [tracker.advance_objects(prepared, window_index=t) for t in range(1, 6)]
+            out += [tracker.advance_objects(prepared, frame=f, stamp=100 + k) for k, f in enumerate(later)]
+        return out, encoder.calls
+
+    together, passes = run([7, 8])
+    assert passes == 3 + 3  # window frames 2, 3, 5 (1 and 4 are prompts) and the 3 later frames
+    for i in (7, 8):
+        alone, _ = run([i])
+        for a, b in zip(together, alone, strict=True):
+            k = 0 if i == 7 else 1
+            assert_rows_agree(a[k].objects[i], b[0].objects[i], f"object {i}")
 
 
 @pytest.mark.parametrize("profile", PROFILES)

@@ -2,8 +2,8 @@
 
 * ``CostModel`` keeps running estimates of what the worker measures, shaped
   like the tracker: a live step costs one encoder pass plus a part per object
-  (``StepFit``, least squares over recent steps), a catch-up frame one pass
-  per joining object, seeding a time per prompted frame; and the camera's
+  (``StepFit``, least squares over recent steps), a catch-up frame the same
+  shape fitted apart, seeding a time per prompted frame; and the camera's
   frame period. ``expected_join_s``: the least time a catch-up can take.
 * ``affordable_frames``: how many frames a joining object can still track
   before its catch-up deadline, given that live steps of the tracked objects
@@ -77,8 +77,9 @@ class CostModel:
     measured.
 
     * live steps: one encoder pass for all tracked objects plus a per-object part (``StepFit``);
-    * catch-up steps: each joining object processes the frame on its own (its own encoder pass), fitted the
-      same way; before the first one, ``objects`` times a live step of one object;
+    * catch-up steps: the joining objects process a frame together (one encoder pass, a part per object),
+      fitted apart (their frames are not the live ones); before the first one, ``objects`` times a live step
+      of one object (an upper bound);
     * seeding: seconds per prompted frame, publishing: seconds per frame (exponential moving averages);
     * the camera's frame period (an exponential moving average of the arrival gaps).
     """

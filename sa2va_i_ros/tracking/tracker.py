@@ -125,12 +125,7 @@ class StreamingTracker:
         a caller can interleave that work with ``step`` of the tracked objects,
         which this object does not touch. ``seed_steps`` does the same one prompt at a time.
         """
-        steps = self.seed_steps(grounding, obj_id=obj_id)
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                return done.value
+        return drain(self.seed_steps(grounding, obj_id=obj_id))
 
     def seed_steps(self, grounding: Grounding, *, obj_id: int) -> Iterator[int]:
         """``seed_object`` as a generator: each ``next`` prompts one frame (at most one encoder pass and one
@@ -190,6 +185,10 @@ class StreamingTracker:
             prepared.later += 1
         prepared.frames.append(out)
         return out
+
+    def advance_objects(self, prepared: Sequence[PreparedObject], **frame) -> list[FrameResult]:
+        """``advance_object`` for several objects on the same frame, with one encoder pass (``advance_together``)."""
+        return advance_together(self, list(prepared), **frame)
 
     def set_presence(self, threshold: float, lost_after: int, found_after: int,
                      also: Sequence[PreparedObject] = ()) -> None:
@@ -325,3 +324,49 @@ class StreamingTracker:
 def _check(cancelled: Callable[[], bool] | None) -> None:
     if cancelled is not None and cancelled():
         raise Cancelled("cancelled while catching up")
+
+
+def drain(steps):
+    """Run a generator to its end; its return value."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def advance_together(tracker: StreamingTracker, prepared: list[PreparedObject], *, window_index: int | None = None,
+                     frame: np.ndarray | None = None, stamp: Any = None) -> list[FrameResult]:
+    """Several prepared objects (one answer's [SEG]s) on the same frame, one image encoder pass for all: a
+    window frame's features are computed once and lent to every object's grounding for this call; a later
+    frame is tracked for all of them at once (memory attention, decoder and memory encoder batched)."""
+    if len(prepared) < 2 or (window_index is None and any(p.track.pending_prompts for p in prepared)):
+        return [tracker.advance_object(p, window_index=window_index, frame=frame, stamp=stamp) for p in prepared]
+    if window_index is not None:
+        lent, raw = [], None
+        try:
+            for p in prepared:
+                g = p.grounding
+                if window_index not in g.prompts and g.raw_features.get(window_index) is None:
+                    if raw is None:
+                        pixels = g.pixels.get(window_index)
+                        with torch.inference_mode():
+                            raw = tracker.runner.encode(pixels if pixels is not None else
+                                                        tracker.runner.pixels(g.frames[window_index]))
+                    g.raw_features[window_index] = raw
+                    lent.append(g)
+            return [tracker.advance_object(p, window_index=window_index) for p in prepared]
+        finally:
+            for g in lent:
+                g.raw_features.pop(window_index, None)
+    frame, _ = tracker._check_later((frame, stamp), prepared[0].grounding.frame_size, prepared[0].later)
+    with torch.inference_mode():
+        result = tracker._step_objects({p.obj_id: p.track for p in prepared}, frame, stamp)
+    outs = []
+    for p in prepared:
+        out = FrameResult(stamp, {p.obj_id: result.objects[p.obj_id]},
+                          tuple(e for e in result.events if e.obj_id == p.obj_id))
+        p.later += 1
+        p.frames.append(out)
+        outs.append(out)
+    return outs

@@ -10,8 +10,8 @@ frame, one [SEG] decode); with the node's default step sizes
 (``prefill_chunk_tokens`` 128, ``vision_frames_per_step`` 1) no single step
 exceeds 2 tracker frames of one object. A tracked frame is SAM2's image encoder
 (two thirds of it, Hiera-L) and a per-object part (``object_s``): a live step
-runs the encoder once for all objects, a catch-up frame once per joining
-object. Publishing a frame's messages costs host time (``publish_s``). These
+runs the encoder once for all objects, as does a catch-up frame for the objects
+of one answer. Publishing a frame's messages costs host time (``publish_s``). These
 are stand-ins for scheduling tests and benchmarks, not measurements.
 """
 

@@ -192,8 +192,11 @@ class StandInTracker:
         track.next_index += 1
         return FrameResult(header, {track.obj_id: result}, (event,) if event else ())
 
-    def advance_object(self, prepared: PreparedObject, *, window_index=None, frame=None, stamp=None):
+    def advance_object(self, prepared: PreparedObject, *, window_index=None, frame=None, stamp=None,
+                       encoded: bool = False):
+        """``encoded``: the frame's encoder pass was charged already (``advance_objects``)."""
         g, track = prepared.grounding, prepared.track
+        tracked_s = self.profile.object_s if encoded else self.profile.track_s
         if window_index is not None:
             if window_index <= prepared.position:
                 raise ValueError(f"window frame {window_index} again")
@@ -201,17 +204,24 @@ class StandInTracker:
             if any(prepared.position < i < window_index for i in g.prompts):
                 raise ValueError("a prompted frame was skipped")
             track.pending_prompts.pop(window_index, None)
-            self.device.read(self.profile.prompt_frame_s if prompt else self.profile.track_s)  # its own encoder pass
+            self.device.read(self.profile.prompt_frame_s if prompt else tracked_s)  # with its own encoder pass
             prepared.position = window_index
             out = self._result(track, g.stamps[window_index], prompt)
         else:
             if track.pending_prompts:
                 raise ValueError("later frames before every prompt was reached")
-            self.device.read(self.profile.track_s)
+            self.device.read(tracked_s)
             prepared.later += 1
             out = self._result(track, stamp, False)
         prepared.frames.append(out)
         return out
+
+    def advance_objects(self, prepared, **where) -> list[FrameResult]:
+        """Several joining objects on one frame: one encoder pass, then each object's part (as the tracker)."""
+        shared = len(prepared) > 1 and where.get("window_index") not in prepared[0].grounding.prompts
+        if shared:  # (a prompted frame needs no encoder pass)
+            self.device.launch(self.profile.encode_s)
+        return [self.advance_object(p, encoded=shared, **where) for p in prepared]
 
     def join(self, prepared: PreparedObject) -> None:
         if prepared.track.pending_prompts or prepared.obj_id in self._objects:
