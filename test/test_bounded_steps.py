@@ -31,23 +31,24 @@ from sa2va_i_ros.testing.simulation import Simulation
 from sa2va_i_ros.tracking import Grounding, StreamingTracker
 
 
-def test_seed_steps_prompt_one_frame_per_step_with_one_encoder_pass():
+def test_seed_steps_run_one_encoder_pass_or_one_prompt_per_step():
     tracker = StreamingTracker(tiny_model(0))
     frames = make_frames(8)
     prompts = [1, 4, 7]
     g = Grounding(frames, list(range(8)), prompts, [blob_mask(i) for i in prompts])
-    encode, passes = tracker.runner.encode, []
-    tracker.runner.encode = lambda pixels: passes.append(1) or encode(pixels)
+    encode, prompt, calls = tracker.runner.encode, tracker.runner.prompt, []
+    tracker.runner.encode = lambda pixels: calls.append("encode") or encode(pixels)
+    tracker.runner.prompt = lambda *a: calls.append("prompt") or prompt(*a)
     steps, per_step = tracker.seed_steps(g, obj_id=3), []
     while True:
-        before = len(passes)
+        before = len(calls)
         try:
             next(steps)
         except StopIteration as done:
             prepared = done.value
             break
-        per_step.append(len(passes) - before)
-    assert per_step == [1, 1, 1]  # one prompted frame, one encoder pass, per step
+        per_step.append(calls[before:])
+    assert per_step == [["encode"], ["prompt"]] * 3  # one model call per step
     assert prepared.obj_id == 3 and sorted(prepared.track.pending_prompts) == prompts
     other = StreamingTracker(tiny_model(0))
     ref = other.seed_object(g, obj_id=3)  # seed_object: the same, all at once

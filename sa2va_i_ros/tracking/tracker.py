@@ -128,19 +128,8 @@ class StreamingTracker:
         return drain(self.seed_steps(grounding, obj_id=obj_id))
 
     def seed_steps(self, grounding: Grounding, *, obj_id: int) -> Iterator[int]:
-        """``seed_object`` as a generator: each ``next`` prompts one frame (at most one encoder pass and one
-        decoder call) and yields its window index; the ``PreparedObject`` is its return value."""
-        if isinstance(obj_id, bool) or not isinstance(obj_id, int | np.integer):
-            raise ValueError(f"obj_id must be an integer, got {obj_id!r}")
-        g = check_grounding(grounding, self.runner.image_size, self.runner.feat_size,
-                            self.config.prompt_policy, self.config.max_prompt_frames, self.runner.model.image_encoder)
-        track = self._new_track(int(obj_id), g, prompts=False)
-        for idx, mask in g.prompts.items():
-            with torch.inference_mode():
-                self._prompt(track, g, idx, mask)
-            yield idx
-        track.next_index = g.first_prompt
-        return PreparedObject(track, [], g)
+        """``seed_object`` one model call per ``next`` (``seed_in_steps``); returns the ``PreparedObject``."""
+        return seed_in_steps(self, grounding, obj_id)
 
     def advance_object(self, prepared: PreparedObject, *, window_index: int | None = None,
                        frame: np.ndarray | None = None, stamp: Any = None) -> FrameResult:
@@ -266,12 +255,12 @@ class StreamingTracker:
             PresenceMonitor(obj_id, cfg.threshold, cfg.lost_after, cfg.found_after),
         )
         for idx, mask in g.prompts.items() if prompts else ():
-            self._prompt(track, g, idx, mask)
+            self._prompt(track, idx, mask, self._window_features(g, idx))
         return track
 
-    def _prompt(self, track: ObjectTrack, g: CheckedGrounding, idx: int, mask) -> None:
+    def _prompt(self, track: ObjectTrack, idx: int, mask, feats: FrameFeatures) -> None:
         mask_input = prompt_mask_input(mask, self.runner.image_size, self.runner.device)
-        out = self.runner.prompt(self._window_features(g, idx), mask_input, idx)
+        out = self.runner.prompt(feats, mask_input, idx)
         track.memory.add_prompt(idx, out.entry)
         track.pending_prompts[idx] = out.low_res_logits
 
@@ -370,3 +359,26 @@ def advance_together(tracker: StreamingTracker, prepared: list[PreparedObject], 
         p.frames.append(out)
         outs.append(out)
     return outs
+
+
+def seed_in_steps(tracker: StreamingTracker, grounding: Grounding, obj_id: int):
+    """``seed_object`` as a generator, one model call per ``next``: a prompted frame's encoder pass (when its
+    features were not computed by the grounding), then its prompt (decoder and memory encoder); yields the
+    window index; the ``PreparedObject`` is its return value."""
+    if isinstance(obj_id, bool) or not isinstance(obj_id, int | np.integer):
+        raise ValueError(f"obj_id must be an integer, got {obj_id!r}")
+    runner = tracker.runner
+    g = check_grounding(grounding, runner.image_size, runner.feat_size, tracker.config.prompt_policy,
+                        tracker.config.max_prompt_frames, runner.model.image_encoder)
+    track = tracker._new_track(int(obj_id), g, prompts=False)
+    for idx, mask in g.prompts.items():
+        encoded = g.raw_features.get(idx) is None
+        with torch.inference_mode():
+            feats = tracker._window_features(g, idx)
+        if encoded:
+            yield idx
+        with torch.inference_mode():
+            tracker._prompt(track, idx, mask, feats)
+        yield idx
+    track.next_index = g.first_prompt
+    return PreparedObject(track, [], g)
