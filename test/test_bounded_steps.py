@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from test_simulation import PROFILES, STEP, check_stream
+from test_simulation import PROFILES, STEP, check_joined_in_budget, check_stream
 from test_simulation_async import longest_stage_s
 from test_tracker_helpers import (  # noqa: F401
     EncoderCounter,
@@ -140,3 +140,30 @@ def test_an_impossible_budget_is_said_in_the_reply_and_the_budget_reading():
             assert expected > budget and took > budget  # the warning was right
             said = float(re.search(r"about (\d+\.\d+) s", b.reply.message).group(1))
             assert said > budget
+
+
+def test_async_a_tracker_on_its_own_sam2_seeds_an_encoder_pass_per_step():
+    """``tracker_model`` another SAM2 (the issue's 59.9 s step): each prompted frame's encoder pass is its own
+    step, the cost model learns a prompted frame as encoder pass + prompt, and the new object still joins in
+    budget on the desktop profile."""
+    p = PROFILES["desktop_gpu"]
+    sim = Simulation(p, 30, Settings(**STEP))
+    sim.tracker.own_encoder = True
+    a, b = sim.request(2.0, "the cup"), sim.request(4.0 + 3 * p.grounding_s(), "the bowl")
+    background, seeding = sim.worker._background_step, []
+
+    def noted() -> None:
+        job, t0 = sim.worker.job, sim.clock.now()
+        phase = job.phase if job is not None else None
+        background()
+        sim.worker.device.sync()
+        if phase is Phase.SEEDING:
+            seeding.append(sim.clock.now() - t0)
+    sim.worker._background_step = noted
+    sim.run(8.0 + 6 * p.grounding_s())
+    check_stream(sim)
+    assert a.reply.success and b.reply.success
+    assert len(seeding) == 2 * (2 * 5 + 1)  # an encoder pass, then a prompt, per prompted frame; then the catch-up
+    assert max(seeding) == pytest.approx(max(p.encode_s, p.seed_prompt_s))
+    assert sim.worker.costs.seed_prompt_s == pytest.approx(p.encode_s + p.seed_prompt_s)
+    check_joined_in_budget(sim, b, 1.0)

@@ -296,8 +296,9 @@ class Session:
     def seed_steps(self, g: Grounding, deadline: float, max_held: int,
                    obj_id: int | None = None) -> Generator[int, None, CatchUp]:
         """Seed the objects of a finished grounding, one per [SEG] of the answer (each its own track id, in
-        answer order), one prompted frame of one object per ``next`` (at most one encoder pass and one decoder
-        call: the worker interleaves live steps); the returned catch-up brings them to the live stream together.
+        answer order), one model call per ``next`` (a prompted frame's encoder pass, yielding None, or its
+        prompt, yielding its window index: the worker interleaves live steps); the returned catch-up brings them
+        to the live stream together.
 
         ``obj_id``: re-seed a tracked object under its own id (re-grounding; it replaces that object at
         ``join``) from the answer's first [SEG]; default: new ids."""

@@ -363,8 +363,8 @@ def advance_together(tracker: StreamingTracker, prepared: list[PreparedObject], 
 
 def seed_in_steps(tracker: StreamingTracker, grounding: Grounding, obj_id: int):
     """``seed_object`` as a generator, one model call per ``next``: a prompted frame's encoder pass (when its
-    features were not computed by the grounding), then its prompt (decoder and memory encoder); yields the
-    window index; the ``PreparedObject`` is its return value."""
+    features were not computed by the grounding), yielding None, then its prompt (decoder and memory encoder),
+    yielding its window index; the ``PreparedObject`` is its return value."""
     if isinstance(obj_id, bool) or not isinstance(obj_id, int | np.integer):
         raise ValueError(f"obj_id must be an integer, got {obj_id!r}")
     runner = tracker.runner
@@ -376,7 +376,7 @@ def seed_in_steps(tracker: StreamingTracker, grounding: Grounding, obj_id: int):
         with torch.inference_mode():
             feats = tracker._window_features(g, idx)
         if encoded:
-            yield idx
+            yield None
         with torch.inference_mode():
             tracker._prompt(track, idx, mask, feats)
         yield idx

@@ -1,6 +1,6 @@
 """Whether a request's catch-up can meet ``max_catch_up_sec``, by the measured costs.
 
-Checked after every seeding step (the deadline was set before the first, so
+Checked after every prompted frame seeded (the deadline was set before the first, so
 the budget covers seeding): the time since seeding began plus the least the
 rest can take (``scheduling.expected_join_s``: the prompts left, live steps
 in between, the frames the catch-up may not skip, the first live step with
@@ -28,8 +28,7 @@ def budget_check(w: PerceptionWorker, job: Job) -> float | None:
     sampled = sorted(set(g.result.sampled_indices if seeds is None else seeds))
     prompts = sampled if g.policy == "all" else sampled[:1]
     objects = 1 if job.ticket.reseed else max(1, g.result.num_objects)
-    job.seed_steps += 1
-    left = max(0, len(prompts) * objects - job.seed_steps)
+    left = max(0, len(prompts) * objects - job.seeded_prompts)
     window_end_prompted = (len(g.window) - 1) in prompts
     tracked = len(w.session.tracker.object_ids) - (1 if job.ticket.reseed else 0)
     rest = expected_join_s(w.costs, objects, tracked, left, 1 if window_end_prompted else 2)

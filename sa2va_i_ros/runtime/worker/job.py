@@ -43,8 +43,9 @@ class Job:
     phase: Phase = Phase.START
     held: list = field(default_factory=list)  # frames that arrived while grounding ran
     pending_events: list = field(default_factory=list)  # catch-up events before the reply (header, stamp, ...)
-    seeding: Generator | None = None  # Session.seed_steps, one prompted frame per step
-    seed_steps: int = 0
+    seeding: Generator | None = None  # Session.seed_steps: an encoder pass or a prompt per step
+    seeded_prompts: int = 0  # prompted frames seeded so far (all objects)
+    seed_spent: float = 0.0  # seconds spent on the prompted frame under way
     announced: bool = False
 
     @property
@@ -94,8 +95,9 @@ def ground(w: PerceptionWorker, job: Job) -> None:
 
 
 def seed(w: PerceptionWorker, job: Job) -> None:
-    """Seed the tracker with every [SEG]'s prompts, one prompted frame per step (the catch-up's deadline is set
-    before the first: the budget covers seeding); then the frames held meanwhile join the catch-up."""
+    """Seed the tracker with every [SEG]'s prompts, one model call per step (a prompted frame's encoder pass,
+    its prompt; the catch-up's deadline is set before the first: the budget covers seeding); then the frames
+    held meanwhile join the catch-up."""
     now = w.clock.now()
     settings = w.session.settings
     if job.ticket.reseed and job.ticket.reseed not in w.tracks:
@@ -105,13 +107,17 @@ def seed(w: PerceptionWorker, job: Job) -> None:
         job.seeding = w.session.seed_steps(job.grounding, now + settings.max_catch_up_sec,
                                            w.session.buffer.max_frames, obj_id=job.ticket.reseed or None)
     try:
-        next(job.seeding)
-        w.device.sync()
-        w.costs.seeded(w.clock.now() - now)
-        budget_check(w, job)
-        return
+        prompted = next(job.seeding) is not None  # else an encoder pass
     except StopIteration as done:
         cu = done.value
+    else:
+        w.device.sync()
+        job.seed_spent += w.clock.now() - now
+        if prompted:
+            w.costs.seeded(job.seed_spent)
+            job.seed_spent, job.seeded_prompts = 0.0, job.seeded_prompts + 1
+            budget_check(w, job)
+        return
     job.record.track_ids = [p.obj_id for p in cu.prepared]
     job.catch_up, job.phase = cu, Phase.CATCHING_UP
     if settings.gap_policy == "skip" and job.held:  # only the newest frame that came during grounding

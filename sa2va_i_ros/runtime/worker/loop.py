@@ -27,7 +27,7 @@ from sa2va_i_ros.runtime.worker.regrounds import gave_up, preempt, reground_sett
 from sa2va_i_ros.runtime.worker.tracks import NullEmitter, TrackRegistry
 
 TURN_SHARE = 0.25  # background time between two live steps, at least, as a share of a live step
-SEEDING_SHARE = 1.0  # the same while a request seeds (one prompted frame per step; its catch-up deadline runs)
+SEEDING_SHARE = 1.0  # the same while a request seeds (one model call per step; its catch-up deadline runs)
 COUNTS = ("frames_in", "frames_live", "frames_dropped_stale", "frames_catch_up", "frames_thinned",
           "requests", "requests_busy", "requests_failed", "longest_step_ms", "device_sync_ms",
           "reground_attempts", "reground_deferred", "regrounded", "reground_missed", "reground_gave_up")

@@ -144,8 +144,10 @@ class _Track:
 
 class StandInTracker:
     def __init__(self, clock: SimClock, profile: Profile, config: TrackerConfig | None = None,
-                 scene: Scene = always_visible, device: AsyncDevice | None = None):
-        self.clock, self.profile, self.scene = clock, profile, scene
+                 scene: Scene = always_visible, device: AsyncDevice | None = None, own_encoder: bool = False):
+        """``own_encoder``: a tracker on another SAM2 than the checkpoint's (``tracker_model``), which encodes
+        every prompted frame itself when seeding."""
+        self.clock, self.profile, self.scene, self.own_encoder = clock, profile, scene, own_encoder
         self.device = device or AsyncDevice(clock, asynchronous=False)
         self.config = config or TrackerConfig()
         self._objects: dict[int, _Track] = {}
@@ -169,9 +171,13 @@ class StandInTracker:
                 return done.value
 
     def seed_steps(self, grounding, *, obj_id: int):
-        """One prompted frame per ``next`` (as ``StreamingTracker.seed_steps``); returns the PreparedObject."""
+        """As ``StreamingTracker.seed_steps``: per prompted frame its encoder pass (``own_encoder`` only),
+        yielding None, then its prompt, yielding its index; returns the PreparedObject."""
         g = check_grounding(grounding, 64, 4, self.config.prompt_policy, 64)
         for idx in g.prompts:
+            if self.own_encoder:
+                self.device.launch(self.profile.encode_s)
+                yield None
             self.device.launch(self.profile.seed_prompt_s)  # the prompt's logits stay on the device
             yield idx
         c = self.config
