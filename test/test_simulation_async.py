@@ -103,6 +103,7 @@ def test_async_device_time_synchronises_accelerators_only_and_counts_its_cost():
 
     assert synchronizer(torch.device("cpu"), None) is None  # a CPU's calls are synchronous: nothing to wait for
     assert callable(synchronizer(torch.device("cuda", 0)))  # (not called: no CUDA here)
+    assert callable(synchronizer("cuda:1")) and synchronizer("cpu") is None
     clock = SimClock()
     a, b = AsyncDevice(clock), AsyncDevice(clock)
     a.launch(0.5)

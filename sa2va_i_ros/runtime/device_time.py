@@ -28,7 +28,8 @@ def synchronizer(*devices) -> Callable[[], None] | None:
                 seen.add(id(device))
                 calls.append(own)
             continue
-        if getattr(device, "type", None) == "cuda" and str(device) not in seen:
+        kind = device.split(":")[0] if isinstance(device, str) else getattr(device, "type", None)
+        if kind == "cuda" and str(device) not in seen:
             import torch
 
             seen.add(str(device))
