@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "latest.json"
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
-PARTS = ("streaming", "buffer", "node", "grounding", "load", "load8b", "runtime", "faults", "tracker", "onnx",
+PARTS = ("streaming", "buffer", "node", "grounding", "load", "load8b", "runtime", "faults", "steps", "tracker", "onnx",
          "preprocess", "gpu")
 
 # key, goal (text), what it is
@@ -122,6 +122,44 @@ TABLE = [
     ("runtime.first_query_ms_cold", "-", "first query's latency in a fresh process, tiny checkpoint, 8 frames of "
      "480x640, measured here (ms)"),
     ("runtime.first_query_ms_warm", "-", "the same after warm_up (ms)"),
+    ("runtime.desktop_gpu.objects1.join_live_s", "<= 1.033", "simulated desktop GPU, asynchronous device, "
+     "1 object(s) tracked: reply -> first live output of a new one (s)"),
+    ("runtime.desktop_gpu.objects1.catch_up_s", "<= 1.033", "the same from the start of its seeding (s)"),
+    ("runtime.desktop_gpu.objects1.max_gap_ms", "< 96", "the tracked objects' largest gap while it is grounded "
+     "(ms; goal: 3 live steps of 1 object(s))"),
+    ("runtime.desktop_gpu.objects2.join_live_s", "<= 1.033", "simulated desktop GPU, asynchronous device, "
+     "2 object(s) tracked: reply -> first live output of a new one (s)"),
+    ("runtime.desktop_gpu.objects2.catch_up_s", "<= 1.033", "the same from the start of its seeding (s)"),
+    ("runtime.desktop_gpu.objects2.max_gap_ms", "< 126", "the tracked objects' largest gap while it is grounded "
+     "(ms; goal: 3 live steps of 2 object(s))"),
+    ("runtime.desktop_gpu.objects4.join_live_s", "<= 1.033", "simulated desktop GPU, asynchronous device, "
+     "4 object(s) tracked: reply -> first live output of a new one (s)"),
+    ("runtime.desktop_gpu.objects4.catch_up_s", "<= 1.033", "the same from the start of its seeding (s)"),
+    ("runtime.desktop_gpu.objects4.max_gap_ms", "< 186", "the tracked objects' largest gap while it is grounded "
+     "(ms; goal: 3 live steps of 4 object(s))"),
+    ("runtime.jetson.objects1.join_live_s", "<= 1.033", "simulated Jetson, asynchronous device, "
+     "1 object(s) tracked: reply -> first live output of a new one (s)"),
+    ("runtime.jetson.objects1.catch_up_s", "<= 1.033", "the same from the start of its seeding (s)"),
+    ("runtime.jetson.objects1.max_gap_ms", "< 384", "the tracked objects' largest gap while it is grounded "
+     "(ms; goal: 3 live steps of 1 object(s))"),
+    ("runtime.jetson.objects2.join_live_s", "<= 1.033", "simulated Jetson, asynchronous device, "
+     "2 object(s) tracked: reply -> first live output of a new one (s)"),
+    ("runtime.jetson.objects2.catch_up_s", "<= 1.033", "the same from the start of its seeding (s)"),
+    ("runtime.jetson.objects2.max_gap_ms", "< 504", "the tracked objects' largest gap while it is grounded "
+     "(ms; goal: 3 live steps of 2 object(s))"),
+    ("runtime.jetson.objects4.join_live_s", "<= 1.033", "simulated Jetson, asynchronous device, "
+     "4 object(s) tracked: reply -> first live output of a new one (s)"),
+    ("runtime.jetson.objects4.catch_up_s", "<= 1.033", "the same from the start of its seeding (s)"),
+    ("runtime.jetson.objects4.max_gap_ms", "< 744", "the tracked objects' largest gap while it is grounded "
+     "(ms; goal: 3 live steps of 4 object(s))"),
+    ("runtime.real_t.longest_step_ms", "-", "real worker, this CPU: tiny Sa2VA + Hiera-T real size, a query with "
+     "num_frames prompted frames then a live step: longest step (ms)"),
+    ("runtime.real_t.longest_seeding_step_ms", "-", "the same: longest seeding step (ms)"),
+    ("runtime.real_t.encoder_pass_ms", "-", "the same run: one Hiera-T image encoder pass (ms)"),
+    ("runtime.real_t.seeding_step_ratio", "<= 1.2", "longest seeding step / one encoder pass (wall time)"),
+    ("runtime.real_t.seeding_step_cpu_ratio", "<= 1.2", "the same in CPU time (one torch thread; robust to load)"),
+    ("runtime.real_t.longest_background_step_ms", "-", "longest grounding, seeding or catch-up step (ms)"),
+    ("runtime.real_t.live_step_ms", "-", "a live step: encoder and memory attention (ms)"),
 ]
 
 
@@ -188,6 +226,7 @@ def main(argv=None) -> int:
         bench_onnx,
         bench_preprocess,
         bench_runtime,
+        bench_steps,
         bench_streaming,
         bench_tracker,
     )
@@ -198,7 +237,7 @@ def main(argv=None) -> int:
     for name, step in (("streaming", lambda o: bench_streaming.run(400 if opts.quick else 2000, o)),
                        ("buffer", bench_buffer.run), ("node", bench_node.run),
                        ("grounding", bench_grounding.run), ("load", bench_load.run), ("load8b", bench_load.run_8b),
-                       ("runtime", bench_runtime.run), ("faults", bench_faults.run),
+                       ("runtime", bench_runtime.run), ("faults", bench_faults.run), ("steps", bench_steps.run),
                        ("tracker", lambda o: bench_tracker.run(o, rounds=1 if opts.quick else 2)),
                        ("onnx", lambda o: bench_onnx.run(o, rounds=1 if opts.quick else 2)),
                        ("preprocess", bench_preprocess.run),

@@ -77,3 +77,14 @@ def test_a_fault_the_worker_contained_is_an_error_until_its_next_good_step():
         assert got.level == OK and values(got) == {"faults": "1", "last_fault": reply.message}
     finally:
         rig.close()
+
+
+def test_a_catch_up_that_cannot_meet_its_budget_warns_with_the_expected_join_time():
+    w = worker(visible=True)
+    w.budget = (2.5, 1.0)  # the worker's reading after a seeding step (runtime/worker/budget.py)
+    got = statuses(w, in_rate=10.0)
+    assert list(got) == ["model", "input", "output", "catch-up", "track 3"]
+    assert got["catch-up"].level == WARN and "expected join in 2.50 s" in got["catch-up"].message
+    assert values(got["catch-up"]) == {"expected_join_s": "2.500", "max_catch_up_sec": "1"}
+    w.budget = (0.6, 1.0)
+    assert statuses(w, in_rate=10.0)["catch-up"].level == OK

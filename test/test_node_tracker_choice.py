@@ -71,13 +71,13 @@ def test_the_chosen_tracker_propagates_the_live_frames(with_tracker):
         h.start()
         assert f"tracker {NAME}" in h.node._model_state
         tracker, seeded = h.node.session.tracker, []
-        seed = tracker.seed_object
+        seed = tracker.seed_steps
 
         def spy(grounding, **kw):
             seeded.append(grounding)
             return seed(grounding, **kw)
 
-        tracker.seed_object = spy
+        tracker.seed_steps = spy
         h.publish_frames(0, 5)
         h.wait_for(lambda: h.buffered() == 5, "5 frames buffered")
         r = h.segment(QUERY)

@@ -45,8 +45,8 @@ def test_the_exported_graphs_propagate_the_live_frames(with_graphs):
         h.start()
         tracker, seeded = h.node.session.tracker, []
         assert tracker.config.backend == "onnxruntime" and tracker.runner.calls is not tracker.sam2
-        seed = tracker.seed_object
-        tracker.seed_object = lambda grounding, **kw: seeded.append(grounding) or seed(grounding, **kw)
+        seed = tracker.seed_steps
+        tracker.seed_steps = lambda grounding, **kw: seeded.append(grounding) or seed(grounding, **kw)
         h.publish_frames(0, 5)
         h.wait_for(lambda: h.buffered() == 5, "5 frames buffered")
         r = h.segment(QUERY)

@@ -58,15 +58,15 @@ def simulate(profile: str, absent, **settings) -> tuple[Simulation, Scene]:
     settings = {"max_queued_requests": 1, **settings}  # the second request waits for the first
     sim = Simulation(PROFILES[profile], 30, Settings(**STEP, **settings), scene=scene.score)
     sim.engine.finds = scene.finds
-    seed = sim.tracker.seed_object
+    seed = sim.tracker.seed_steps
 
     def seed_and_note(grounding, *, obj_id):
-        prepared = seed(grounding, obj_id=obj_id)
+        prepared = yield from seed(grounding, obj_id=obj_id)
         key = prepared.track.key
         scene.seeded[key] = max(prepared.grounding.stamps[i]["stamp_ns"] for i in prepared.grounding.prompts) / NS
         return prepared
 
-    sim.tracker.seed_object = seed_and_note
+    sim.tracker.seed_steps = seed_and_note
     return sim, scene
 
 

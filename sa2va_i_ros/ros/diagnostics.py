@@ -81,6 +81,13 @@ def node_statuses(name: str, worker, *, model_state: str, active: bool, in_rate:
                 "requests_waiting": worker.queue_length() if worker else 0,
                 "images_received": images_received, **done, **counts}),
     ]
+    budget = getattr(worker, "budget", None)  # (expected join s, max_catch_up_sec) of the last seeding
+    if budget is not None:
+        over = budget[0] > budget[1]
+        statuses.append(status(f"{name}: catch-up", WARN if over else OK,
+                               f"max_catch_up_sec {budget[1]:g} s cannot be met: expected join in {budget[0]:.2f} s"
+                               if over else "within max_catch_up_sec",
+                               {"expected_join_s": f"{budget[0]:.3f}", "max_catch_up_sec": f"{budget[1]:g}"}))
     if worker is not None:
         statuses.append(worker_status(name, worker.health.snapshot()))
         for track_id, query in worker.tracks.items():

@@ -5,7 +5,8 @@ then every frame that arrived since the window was taken (held here, so that
 buffer eviction never loses one). Each ``step`` processes one frame, chosen by
 ``scheduling.next_catch_up_frame``: prompted frames, the newest window frame
 (the reply's frame) and the newest frame are never skipped; the rest may be
-thinned to meet the deadline. The catch-up is ``done`` when the object has
+thinned to meet the deadline; the joining objects (one per [SEG] of the answer)
+process it together, with one image encoder pass. The catch-up is ``done`` when the object has
 processed the newest frame there is: it then joins the tracked objects.
 """
 
@@ -97,13 +98,9 @@ class CatchUp:
             self.ahead.popleft()
         item = self.ahead.popleft()
         self.skipped += k
-        results = []
-        for p in self.prepared:
-            if item.window_index is not None:
-                results.append(tracker.advance_object(p, window_index=item.window_index))
-            else:
-                results.append(tracker.advance_object(p, frame=resized(item.frame.rgb, self.size),
-                                                      stamp=item.frame.header))
+        where = {"window_index": item.window_index} if item.window_index is not None else \
+            {"frame": resized(item.frame.rgb, self.size), "stamp": item.frame.header}
+        results = tracker.advance_objects(self.prepared, **where)  # one encoder pass for all of them
         for p in self.prepared:  # the tracker keeps each output (offline use); here they went out already
             del p.frames[:-1]
         merged = FrameResult(results[0].stamp, {i: o for r in results for i, o in r.objects.items()},

@@ -1,8 +1,10 @@
 """Scheduling rules of the perception worker, as plain functions of measured costs.
 
-* ``CostModel`` keeps running estimates (exponential moving averages) of what
-  the worker measures: seconds per tracked frame and object, and the camera's
-  frame period.
+* ``CostModel`` keeps running estimates of what the worker measures, shaped
+  like the tracker: a live step costs one encoder pass plus a part per object
+  (``StepFit``, least squares over recent steps), a catch-up frame the same
+  shape fitted apart, seeding a time per prompted frame; and the camera's
+  frame period. ``expected_join_s``: the least time a catch-up can take.
 * ``affordable_frames``: how many frames a joining object can still track
   before its catch-up deadline, given that live steps of the tracked objects
   are interleaved with its own (at most one live step per catch-up step, and
@@ -18,26 +20,95 @@
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+
+class StepFit:
+    """Seconds of a step as ``base + per_object * n``, fitted by least squares over the last ``window`` steps.
+
+    A live step runs SAM2's image encoder once for every tracked object (the
+    ``base``) and memory attention, decoder and memory encoder per object. With
+    one object count seen so far the two parts cannot be told apart: the
+    prediction is then the mean for fewer objects and proportional for more
+    (an upper bound either way, since both parts are non-negative).
+    """
+
+    def __init__(self, window: int = 32):
+        self.samples: deque[tuple[int, float]] = deque(maxlen=window)
+
+    def add(self, objects: int, seconds: float) -> None:
+        if objects > 0 and seconds >= 0:
+            self.samples.append((objects, seconds))
+
+    def parts(self) -> tuple[float, float] | None:
+        """(base, per_object) seconds fitted; None until two different object counts were measured."""
+        if not self.samples:
+            return None
+        n = [float(k) for k, _ in self.samples]
+        s = [v for _, v in self.samples]
+        mean_n, mean_s = sum(n) / len(n), sum(s) / len(s)
+        var = sum((x - mean_n) ** 2 for x in n)
+        if var == 0:
+            return None
+        slope = sum((x - mean_n) * (y - mean_s) for x, y in zip(n, s, strict=True)) / var
+        base = mean_s - slope * mean_n
+        if slope < 0:  # noise: no per-object part measurable
+            return mean_s, 0.0
+        if base < 0:  # through the origin
+            return 0.0, sum(x * y for x, y in zip(n, s, strict=True)) / sum(x * x for x in n)
+        return base, slope
+
+    def predict(self, objects: int) -> float | None:
+        if not self.samples:
+            return None
+        fitted = self.parts()
+        if fitted is not None:
+            return fitted[0] + fitted[1] * objects
+        n0 = self.samples[-1][0]
+        mean = sum(v for _, v in self.samples) / len(self.samples)
+        return mean if objects <= n0 else mean * objects / n0
 
 
 @dataclass
 class CostModel:
-    """Running estimates; ``None`` until measured."""
+    """Running estimates of what the worker measures (device time: see ``device_time.py``); ``None`` until
+    measured.
+
+    * live steps: one encoder pass for all tracked objects plus a per-object part (``StepFit``);
+    * catch-up steps: the joining objects process a frame together (one encoder pass, a part per object),
+      fitted apart (their frames are not the live ones); before the first one, ``objects`` times a live step
+      of one object (an upper bound);
+    * seeding: seconds per prompted frame, publishing: seconds per frame (exponential moving averages);
+    * the camera's frame period (an exponential moving average of the arrival gaps).
+    """
 
     alpha: float = 0.3
-    per_object_s: float | None = None  # one tracked frame of one object (encoder share included)
     frame_period_s: float | None = None  # camera inter-arrival time
+    seed_prompt_s: float | None = None  # one prompted frame of one object seeded
+    publish_s: float = 0.0  # building and publishing one frame's messages on the worker's thread
+    live_fit: StepFit = field(default_factory=StepFit)
+    catch_up_fit: StepFit = field(default_factory=StepFit)
     _last_arrival: float | None = None
 
     def tracked(self, seconds: float, objects: int) -> None:
-        """A step that tracked ``objects`` objects on one frame took ``seconds``."""
-        if objects <= 0 or seconds < 0:
-            return
-        value = seconds / objects
-        self.per_object_s = value if self.per_object_s is None else \
-            (1 - self.alpha) * self.per_object_s + self.alpha * value
+        """A live step that tracked ``objects`` objects on one frame took ``seconds``."""
+        self.live_fit.add(objects, seconds)
+
+    def caught_up(self, seconds: float, objects: int) -> None:
+        """A catch-up step that tracked ``objects`` joining objects on one frame took ``seconds``."""
+        self.catch_up_fit.add(objects, seconds)
+
+    def seeded(self, seconds: float, prompts: int = 1) -> None:
+        if prompts > 0 and seconds >= 0:
+            value = seconds / prompts
+            self.seed_prompt_s = value if self.seed_prompt_s is None else \
+                (1 - self.alpha) * self.seed_prompt_s + self.alpha * value
+
+    def published(self, seconds: float) -> None:
+        if seconds >= 0:
+            self.publish_s = (1 - self.alpha) * self.publish_s + self.alpha * seconds if self.publish_s else seconds
 
     def arrived(self, now: float) -> None:
         """A camera frame arrived at ``now`` (worker clock)."""
@@ -48,8 +119,37 @@ class CostModel:
         self._last_arrival = now
 
     def step_s(self, objects: int) -> float | None:
-        """Estimated seconds of one frame for ``objects`` objects (linear in the count)."""
-        return None if self.per_object_s is None else self.per_object_s * objects
+        """Estimated seconds of one live step for ``objects`` tracked objects (0 objects: no step)."""
+        if objects <= 0:
+            return 0.0 if self.live_fit.samples or self.catch_up_fit.samples else None
+        if not self.live_fit.samples:  # only catch-up frames so far: one encoder pass each (an upper bound)
+            return self.catch_up_fit.predict(objects)
+        return self.live_fit.predict(objects)
+
+    def catch_up_s(self, objects: int) -> float | None:
+        """Estimated seconds of one tracked catch-up frame for ``objects`` joining objects."""
+        if self.catch_up_fit.samples:
+            return self.catch_up_fit.predict(objects)
+        one = self.live_fit.predict(1)
+        return None if one is None else one * objects
+
+
+def expected_join_s(costs: CostModel, objects: int, tracked: int, prompts: int, tracked_frames: int) -> float | None:
+    """The least time a catch-up of ``objects`` new objects can still take until their first live output, by
+    the measured costs: seeding ``prompts`` more prompted frames (all objects together) with a live step of
+    the ``tracked`` objects after each live step's worth of seeding, a live step for the prompted frames'
+    turn, the ``tracked_frames`` frames it may not skip (the reply's frame, the newest one) with a live step
+    between two, and the first live step with the new objects. None before anything was measured."""
+    own, live, joined = costs.catch_up_s(objects), costs.step_s(tracked), costs.step_s(tracked + objects)
+    if own is None or live is None or joined is None:
+        return None
+    seeding = (costs.seed_prompt_s or 0.0) * prompts
+    if tracked:
+        live += costs.publish_s
+        lives = (math.ceil(seeding / live) if live > 0 else 0) + 1 + max(0, tracked_frames - 1)
+    else:
+        lives = 0
+    return seeding + lives * live + tracked_frames * own + joined + costs.publish_s
 
 
 def affordable_frames(remaining_s: float, own_s: float, live_s: float, period_s: float | None) -> float:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -289,8 +289,20 @@ class Session:
         return any(np.asarray(m).any() for m in grounding.masks)
 
     def seed(self, g: Grounding, deadline: float, max_held: int, obj_id: int | None = None) -> CatchUp:
+        """``seed_steps`` all at once."""
+        steps = self.seed_steps(g, deadline, max_held, obj_id)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+
+    def seed_steps(self, g: Grounding, deadline: float, max_held: int,
+                   obj_id: int | None = None) -> Generator[int, None, CatchUp]:
         """Seed the objects of a finished grounding, one per [SEG] of the answer (each its own track id, in
-        answer order); the returned catch-up brings them to the live stream together.
+        answer order), one model call per ``next`` (a prompted frame's encoder pass, yielding None, or its
+        prompt, yielding its window index: the worker interleaves live steps); the returned catch-up brings them
+        to the live stream together.
 
         ``obj_id``: re-seed a tracked object under its own id (re-grounding; it replaces that object at
         ``join``) from the answer's first [SEG]; default: new ids."""
@@ -308,10 +320,11 @@ class Session:
         # a tracker on another SAM2 than the checkpoint's encodes the frames itself (its features differ)
         sam2 = getattr(self.tracker, "sam2", None)  # stand-in trackers (simulation) have none
         own = {} if sam2 is None else {"tracker_sam2": sam2}
-        segs = range(n) if obj_id is None else range(min(n, 1))  # a failure here is the worker's fault to contain
-        prepared = [self.tracker.seed_object(result.tracker_grounding(frames, headers, g.policy, seg=k, **own),
-                                             obj_id=next(self._ids) if obj_id is None else obj_id)
-                    for k in segs]
+        prepared = []  # a failure here is the worker's fault to contain
+        for k in range(n) if obj_id is None else range(min(n, 1)):
+            grounding = result.tracker_grounding(frames, headers, g.policy, seg=k, **own)
+            prepared.append((yield from self.tracker.seed_steps(
+                grounding, obj_id=next(self._ids) if obj_id is None else obj_id)))
         self.set_presence(also=prepared)
         return CatchUp(prepared, window, deadline, max_held)
 

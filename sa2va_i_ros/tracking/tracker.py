@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -123,16 +123,13 @@ class StreamingTracker:
 
         ``advance_object`` then feeds it frames one at a time and ``join`` adds it:
         a caller can interleave that work with ``step`` of the tracked objects,
-        which this object does not touch.
+        which this object does not touch. ``seed_steps`` does the same one prompt at a time.
         """
-        if isinstance(obj_id, bool) or not isinstance(obj_id, int | np.integer):
-            raise ValueError(f"obj_id must be an integer, got {obj_id!r}")
-        g = check_grounding(grounding, self.runner.image_size, self.runner.feat_size,
-                            self.config.prompt_policy, self.config.max_prompt_frames, self.runner.model.image_encoder)
-        with torch.inference_mode():
-            track = self._new_track(int(obj_id), g)
-        track.next_index = g.first_prompt
-        return PreparedObject(track, [], g)
+        return drain(self.seed_steps(grounding, obj_id=obj_id))
+
+    def seed_steps(self, grounding: Grounding, *, obj_id: int) -> Iterator[int]:
+        """``seed_object`` one model call per ``next`` (``seed_in_steps``); returns the ``PreparedObject``."""
+        return seed_in_steps(self, grounding, obj_id)
 
     def advance_object(self, prepared: PreparedObject, *, window_index: int | None = None,
                        frame: np.ndarray | None = None, stamp: Any = None) -> FrameResult:
@@ -177,6 +174,10 @@ class StreamingTracker:
             prepared.later += 1
         prepared.frames.append(out)
         return out
+
+    def advance_objects(self, prepared: Sequence[PreparedObject], **frame) -> list[FrameResult]:
+        """``advance_object`` for several objects on the same frame, with one encoder pass (``advance_together``)."""
+        return advance_together(self, list(prepared), **frame)
 
     def set_presence(self, threshold: float, lost_after: int, found_after: int,
                      also: Sequence[PreparedObject] = ()) -> None:
@@ -247,18 +248,21 @@ class StreamingTracker:
             raise ValueError(f"later[{k}] is {frame.shape[:2]}, the grounding frames are {size}")
         return frame, stamp
 
-    def _new_track(self, obj_id: int, g: CheckedGrounding) -> ObjectTrack:
+    def _new_track(self, obj_id: int, g: CheckedGrounding, prompts: bool = True) -> ObjectTrack:
         cfg = self.config
         track = ObjectTrack(
             obj_id, g.frame_size, ObjectMemory(*self._horizons),
             PresenceMonitor(obj_id, cfg.threshold, cfg.lost_after, cfg.found_after),
         )
-        for idx, mask in g.prompts.items():
-            mask_input = prompt_mask_input(mask, self.runner.image_size, self.runner.device)
-            out = self.runner.prompt(self._window_features(g, idx), mask_input, idx)
-            track.memory.add_prompt(idx, out.entry)
-            track.pending_prompts[idx] = out.low_res_logits
+        for idx, mask in g.prompts.items() if prompts else ():
+            self._prompt(track, idx, mask, self._window_features(g, idx))
         return track
+
+    def _prompt(self, track: ObjectTrack, idx: int, mask, feats: FrameFeatures) -> None:
+        mask_input = prompt_mask_input(mask, self.runner.image_size, self.runner.device)
+        out = self.runner.prompt(feats, mask_input, idx)
+        track.memory.add_prompt(idx, out.entry)
+        track.pending_prompts[idx] = out.low_res_logits
 
     def _window_features(self, g: CheckedGrounding, idx: int) -> FrameFeatures:
         raw = g.raw_features.get(idx)
@@ -320,3 +324,72 @@ def _own(obj_id: int, work: Callable, *args, **kwargs):
 def _check(cancelled: Callable[[], bool] | None) -> None:
     if cancelled is not None and cancelled():
         raise Cancelled("cancelled while catching up")
+
+
+def drain(steps):
+    """Run a generator to its end; its return value."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def advance_together(tracker: StreamingTracker, prepared: list[PreparedObject], *, window_index: int | None = None,
+                     frame: np.ndarray | None = None, stamp: Any = None) -> list[FrameResult]:
+    """Several prepared objects (one answer's [SEG]s) on the same frame, one image encoder pass for all: a
+    window frame's features are computed once and lent to every object's grounding for this call; a later
+    frame is tracked for all of them at once (memory attention, decoder and memory encoder batched)."""
+    if len(prepared) < 2 or (window_index is None and any(p.track.pending_prompts for p in prepared)):
+        return [tracker.advance_object(p, window_index=window_index, frame=frame, stamp=stamp) for p in prepared]
+    if window_index is not None:
+        lent, raw = [], None
+        try:
+            for p in prepared:
+                g = p.grounding
+                if window_index not in g.prompts and g.raw_features.get(window_index) is None:
+                    if raw is None:
+                        pixels = g.pixels.get(window_index)
+                        with torch.inference_mode():
+                            raw = tracker.runner.encode(pixels if pixels is not None else
+                                                        tracker.runner.pixels(g.frames[window_index]))
+                    g.raw_features[window_index] = raw
+                    lent.append(g)
+            return [tracker.advance_object(p, window_index=window_index) for p in prepared]
+        finally:
+            for g in lent:
+                g.raw_features.pop(window_index, None)
+    frame, _ = tracker._check_later((frame, stamp), prepared[0].grounding.frame_size, prepared[0].later)
+    with torch.inference_mode():
+        result = tracker._step_objects({p.obj_id: p.track for p in prepared}, frame, stamp)
+    outs = []
+    for p in prepared:
+        out = FrameResult(stamp, {p.obj_id: result.objects[p.obj_id]},
+                          tuple(e for e in result.events if e.obj_id == p.obj_id))
+        p.later += 1
+        p.frames.append(out)
+        outs.append(out)
+    return outs
+
+
+def seed_in_steps(tracker: StreamingTracker, grounding: Grounding, obj_id: int):
+    """``seed_object`` as a generator, one model call per ``next``: a prompted frame's encoder pass (when its
+    features were not computed by the grounding), yielding None, then its prompt (decoder and memory encoder),
+    yielding its window index; the ``PreparedObject`` is its return value."""
+    if isinstance(obj_id, bool) or not isinstance(obj_id, int | np.integer):
+        raise ValueError(f"obj_id must be an integer, got {obj_id!r}")
+    runner = tracker.runner
+    g = check_grounding(grounding, runner.image_size, runner.feat_size, tracker.config.prompt_policy,
+                        tracker.config.max_prompt_frames, runner.model.image_encoder)
+    track = tracker._new_track(int(obj_id), g, prompts=False)
+    for idx, mask in g.prompts.items():
+        encoded = g.raw_features.get(idx) is None
+        with torch.inference_mode():
+            feats = tracker._window_features(g, idx)
+        if encoded:
+            yield None
+        with torch.inference_mode():
+            tracker._prompt(track, idx, mask, feats)
+        yield idx
+    track.next_index = g.first_prompt
+    return PreparedObject(track, [], g)

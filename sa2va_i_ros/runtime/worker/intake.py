@@ -52,6 +52,7 @@ class Record:
     tracked: int = 0
     skipped: int = 0
     success: bool = False
+    warning: str = ""  # the catch-up cannot meet max_catch_up_sec (budget.py); said in the reply
 
 
 class Intake:

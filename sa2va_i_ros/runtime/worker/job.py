@@ -11,6 +11,7 @@ lost track under its own id and, once caught up, replaces it (``rejoin``).
 from __future__ import annotations
 
 import enum
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,7 @@ from sa2va_i_ros.runtime.catch_up import CatchUp
 from sa2va_i_ros.runtime.faults import describe, release
 from sa2va_i_ros.runtime.scheduling import affordable_frames
 from sa2va_i_ros.runtime.session import FrameOutput, Grounding, SegmentReply
+from sa2va_i_ros.runtime.worker.budget import budget_check
 from sa2va_i_ros.runtime.worker.intake import Record, Ticket
 from sa2va_i_ros.runtime.worker.outcomes import abandon, join, rejoin, reply
 
@@ -42,6 +44,9 @@ class Job:
     phase: Phase = Phase.START
     held: list = field(default_factory=list)  # frames that arrived while grounding ran
     pending_events: list = field(default_factory=list)  # catch-up events before the reply (header, stamp, ...)
+    seeding: Generator | None = None  # Session.seed_steps: an encoder pass or a prompt per step
+    seeded_prompts: int = 0  # prompted frames seeded so far (all objects)
+    seed_spent: float = 0.0  # seconds spent on the prompted frame under way
     announced: bool = False
 
     @property
@@ -127,14 +132,30 @@ def ground(w: PerceptionWorker, job: Job) -> None:
 
 
 def seed(w: PerceptionWorker, job: Job) -> None:
-    """Seed the tracker with every [SEG]'s prompts; the frames held meanwhile join the catch-up."""
+    """Seed the tracker with every [SEG]'s prompts, one model call per step (a prompted frame's encoder pass,
+    its prompt; the catch-up's deadline is set before the first: the budget covers seeding); then the frames
+    held meanwhile join the catch-up."""
     now = w.clock.now()
     settings = w.session.settings
     if job.ticket.reseed and job.ticket.reseed not in w.tracks:
         raise Cancelled(f"track {job.ticket.reseed} was stopped during its re-grounding")
-    cu = w.session.seed(job.grounding, now + settings.max_catch_up_sec, w.session.buffer.max_frames,
-                        obj_id=job.ticket.reseed or None)
-    job.record.seeded, job.record.track_ids = now, [p.obj_id for p in cu.prepared]
+    if job.seeding is None:
+        job.record.seeded = now
+        job.seeding = w.session.seed_steps(job.grounding, now + settings.max_catch_up_sec,
+                                           w.session.buffer.max_frames, obj_id=job.ticket.reseed or None)
+    try:
+        prompted = next(job.seeding) is not None  # else an encoder pass
+    except StopIteration as done:
+        cu = done.value
+    else:
+        w.device_time.sync()
+        job.seed_spent += w.clock.now() - now
+        if prompted:
+            w.costs.seeded(job.seed_spent)
+            job.seed_spent, job.seeded_prompts = 0.0, job.seeded_prompts + 1
+            budget_check(w, job)
+        return
+    job.record.track_ids = [p.obj_id for p in cu.prepared]
     job.catch_up, job.phase = cu, Phase.CATCHING_UP
     if settings.gap_policy == "skip" and job.held:  # only the newest frame that came during grounding
         w.counts["frames_thinned"] += len(job.held) - 1
@@ -153,8 +174,9 @@ def catch_up(w: PerceptionWorker, job: Job) -> None:
     cu, ticket = job.catch_up, job.ticket
     t0 = w.clock.now()
     step = cu.step(w.session.tracker, affordable(w, cu))
+    w.device_time.sync()  # device time: what the step queued is done (device_time.py)
     if step.tracked:
-        w.costs.tracked(w.clock.now() - t0, len(cu.prepared))
+        w.costs.caught_up(w.clock.now() - t0, len(cu.prepared))
     w.counts["frames_catch_up"] += 1
     w.counts["frames_thinned"] += step.skipped
     out = w.session.output(step.result, step.frame.size)
@@ -183,12 +205,12 @@ PHASE_WORDS = {Phase.START: "taking the window", Phase.GROUNDING: "grounding", P
 
 def affordable(w: PerceptionWorker, cu: CatchUp) -> float:
     """Catch-up frames that still fit before the deadline, with the live steps in between (scheduling.py)."""
-    own = w.costs.step_s(len(cu.prepared))
+    own = w.costs.catch_up_s(len(cu.prepared))
     if own is None:
         return float("inf")  # nothing measured yet: this frame is tracked and measured
-    tracked = len(w.session.tracker.object_ids)
-    live = w.costs.step_s(tracked) or 0.0
-    joined_live = w.costs.step_s(tracked + len(cu.prepared)) or 0.0
+    tracked, publish = len(w.session.tracker.object_ids), w.costs.publish_s
+    live = (w.costs.step_s(tracked) or 0.0) + (publish if tracked else 0.0)
+    joined_live = (w.costs.step_s(tracked + len(cu.prepared)) or 0.0) + publish
     # room for the first live step with the new object, and one more live step (prompted frames' turn)
     remaining = cu.deadline - w.clock.now() - joined_live - live
     return affordable_frames(remaining, own, live, w.costs.frame_period_s)
@@ -198,5 +220,5 @@ def _catch_up_output(w: PerceptionWorker, job: Job, out: FrameOutput, frame) -> 
     """Events always; the frame's objects only while nothing else is tracked and it is newer than the
     window (with other objects tracked, frames before the join are already out without it)."""
     alone = not w.session.tracker.object_ids
-    w.registry.publish(out if alone and frame.stamp_ns > job.catch_up.window_end_ns else
-                       FrameOutput(out.header, [], out.events), frame)
+    w.publish(out if alone and frame.stamp_ns > job.catch_up.window_end_ns else
+              FrameOutput(out.header, [], out.events), frame)

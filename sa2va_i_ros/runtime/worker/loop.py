@@ -17,19 +17,21 @@ from collections.abc import Callable
 
 from sa2va_i_ros.errors import ObjectFault
 from sa2va_i_ros.runtime.clock import Clock, MonotonicClock
+from sa2va_i_ros.runtime.device_time import DeviceTime, session_devices, synchronizer
 from sa2va_i_ros.runtime.faults import LIVE_FAULTS_BEFORE_ENDING, Health, describe, device_of, release
 from sa2va_i_ros.runtime.frame_buffer import Frame
 from sa2va_i_ros.runtime.regrounding import Regrounder, RegroundPlan
 from sa2va_i_ros.runtime.scheduling import CostModel
 from sa2va_i_ros.runtime.session import SegmentReply, Session
 from sa2va_i_ros.runtime.worker.intake import Intake, Record, Ticket
-from sa2va_i_ros.runtime.worker.job import Job, advance
+from sa2va_i_ros.runtime.worker.job import Job, Phase, advance
 from sa2va_i_ros.runtime.worker.regrounds import gave_up, preempt, reground_settings, submit
 from sa2va_i_ros.runtime.worker.tracks import NullEmitter, TrackRegistry
 
 TURN_SHARE = 0.25  # background time between two live steps, at least, as a share of a live step
+SEEDING_SHARE = 1.0  # the same while a request seeds (one model call per step; its catch-up deadline runs)
 COUNTS = ("frames_in", "frames_live", "frames_dropped_stale", "frames_catch_up", "frames_thinned",
-          "requests", "requests_busy", "requests_failed", "longest_step_ms",
+          "requests", "requests_busy", "requests_failed", "longest_step_ms", "device_sync_ms",
           "reground_attempts", "reground_deferred", "regrounded", "reground_missed", "reground_gave_up")
 
 
@@ -44,6 +46,7 @@ class WorkerLoop:
         self.records: deque[Record] = deque(maxlen=100)  # appended and iterated under ``lock``
         self.health = Health()  # faults, for /diagnostics (faults.py)
         self.device = device_of(session)
+        self.device_time = DeviceTime(synchronizer(*session_devices(session)), self.clock)  # steps end synchronised
         self.step_log: deque[tuple[str, float, float]] | None = None  # (kind, start, end), for the simulator
         self.lock = threading.Condition()  # inbox, queue, settings changes, closed
         self.intake = Intake()
@@ -52,6 +55,7 @@ class WorkerLoop:
                                      lambda track_id: gave_up(self, track_id))
         self.registry = TrackRegistry(emitter or NullEmitter(), self.regrounder.event)
         self.job: Job | None = None
+        self.budget: tuple[float, float] | None = None  # (expected join s, max_catch_up_sec) of the last seeding
         self.newest: Frame | None = None
         self.closed = False
         self._inbox: list[tuple[Frame | None, bool]] = []
@@ -124,18 +128,23 @@ class WorkerLoop:
         a live step's time (so cheap steps, such as prompted frames of a catch-up
         or one frame's preprocessing, do not each cost a live step), then the live
         step comes: a tracked object waits at most one live step, this quarter and
-        one background step.
+        one background step. While a request seeds, its catch-up deadline runs: a turn lasts a whole live
+        step (``SEEDING_SHARE``), so a tracked object waits at most two live steps and one seeding step.
         """
         if self._turn is None:
             return False  # no live step yet since the background work began: the live step first
         live = self.costs.step_s(len(self.session.tracker.object_ids)) or 0.0
-        return self._turn < TURN_SHARE * live
+        job = self.job
+        share = SEEDING_SHARE if job is not None and job.phase is Phase.SEEDING else TURN_SHARE
+        return self._turn < share * live
 
     def _timed(self, kind: str, work: Callable[[], bool]) -> bool:
         t0 = self.clock.now()
         good = work()
+        self.device_time.sync()  # the step's device work is done: it is charged to this step (device_time.py)
         t1 = self.clock.now()
         self.counts["longest_step_ms"] = max(self.counts["longest_step_ms"], round((t1 - t0) * 1e3))
+        self.counts["device_sync_ms"] = round(self.device_time.total_s * 1e3)
         if self.step_log is not None:
             self.step_log.append((kind, t0, t1))
         return good
@@ -174,6 +183,7 @@ class WorkerLoop:
         t0 = self.clock.now()
         try:
             out = self.session.live_step(frame)
+            self.device_time.sync()  # device time: the step is charged what it ran (device_time.py)
         except ObjectFault as fault:
             self._object_fault(fault, frame)
             return False
@@ -181,12 +191,12 @@ class WorkerLoop:
             self._live_fault(exc, frame)
             return False
         self.health.live_faults_in_row = 0
-        self.costs.tracked(self.clock.now() - t0, objects)
         if out is None:
             return True
+        self.costs.tracked(self.clock.now() - t0, objects)
         self.counts["frames_live"] += 1
         try:
-            self.registry.publish(out, frame)
+            self.publish(out, frame)
         except Exception as exc:  # this frame's messages are lost; tracking goes on
             message = describe(f"publishing the outputs of track {', '.join(str(o.track_id) for o in out.objects)}",
                                exc, self.device)
@@ -241,6 +251,12 @@ class WorkerLoop:
         """Where a contained fault is told besides /diagnostics (the node sets its logger)."""
         if self.on_fault is not None:
             self.call(self.on_fault, message)
+
+    def publish(self, out, frame) -> None:
+        """Publish a frame's outputs; the time it takes on this thread is measured (``CostModel.published``)."""
+        t0 = self.clock.now()
+        self.registry.publish(out, frame)
+        self.costs.published(self.clock.now() - t0)
 
     def _apply_stops(self) -> None:
         stopping = self.registry.stops_pending()

@@ -48,6 +48,8 @@ def reply(w: PerceptionWorker, job: Job, out: FrameOutput) -> None:
             job.pending_events = []
         answer.replaced = replaced
         answer.message = f"replaced track {', '.join(map(str, replaced))}" if replaced else ""
+    if rec.warning:
+        answer.message = "; ".join(m for m in (answer.message, rec.warning) if m)
     ticket.reply = answer
     rec.success = True
     w.call(ticket.on_reply, answer)

@@ -1,11 +1,13 @@
 """The event loop: a camera, requests and lifecycle events at simulated times, the worker in between.
 
-Between two units of work the loop delivers everything due by the clock (frames
-whose capture time has passed, requests, cancels, stops, a cleanup), then
-runs one unit (which advances the clock by what its model calls cost); when
-the worker is idle the clock jumps to the next event. Frames that were
-captured while a unit ran reach the worker when it ends, as they would reach
-the real worker's inbox from the camera callback meanwhile.
+Between two units of work the loop delivers everything due by the clock
+(requests, cancels, stops, a cleanup), then runs one unit (which advances the
+clock by what its model calls cost: host time at once, device time when the
+worker synchronises or reads a result back, ``device.py``); when the worker is
+idle the clock jumps to the next event. Camera frames reach the worker as soon
+as the clock passes their capture time, also in the middle of a unit, as they
+reach the real worker's inbox from the camera callback; publishing a frame's
+messages costs the profile's ``publish_s`` on the worker's thread.
 
 Everything published is recorded with its simulated time: ``outputs``
 (time, stamp, track ids), ``events`` (time, stamp, track id, kind, query) and
@@ -26,6 +28,7 @@ from sa2va_i_ros.runtime.frame_buffer import FrameBuffer
 from sa2va_i_ros.runtime.session import SegmentReply, SegmentRequest, Session, Settings
 from sa2va_i_ros.runtime.worker import PerceptionWorker, Ticket
 from sa2va_i_ros.testing.simulation.clock import SimClock
+from sa2va_i_ros.testing.simulation.device import AsyncDevice
 from sa2va_i_ros.testing.simulation.profiles import Profile
 from sa2va_i_ros.testing.simulation.standins import Scene, StandInEngine, StandInTracker, always_visible
 
@@ -66,13 +69,17 @@ class Request:
 class Simulation:
     def __init__(self, profile: Profile, camera_hz: float, settings: Settings | None = None,
                  scene: Scene = always_visible, buffer_frames: int = 300, buffer_seconds: float = 30.0,
-                 stalls: tuple[tuple[float, float], ...] = ()):
-        """``stalls``: (start, end) times during which the camera sends nothing."""
+                 stalls: tuple[tuple[float, float], ...] = (), asynchronous: bool = True,
+                 frame_size: tuple[int, int] = SIM_FRAME, answer: str = "Sure, [SEG]."):
+        """``stalls``: (start, end) times during which the camera sends nothing; ``asynchronous``: the model
+        calls run on an asynchronous device stand-in (``device.py``), else synchronously; ``frame_size``: the
+        camera's (h, w); ``answer``: the model's answer (one object per [SEG])."""
         self.clock = SimClock()
         self.profile, self.period = profile, 1.0 / camera_hz
         settings = settings or Settings(prefill_chunk_tokens=128, vision_frames_per_step=1)
-        self.engine = StandInEngine(self.clock, profile)
-        self.tracker = StandInTracker(self.clock, profile, scene=scene)
+        self.device = AsyncDevice(self.clock, asynchronous)
+        self.engine = StandInEngine(self.clock, profile, answer=answer, device=self.device)
+        self.tracker = StandInTracker(self.clock, profile, scene=scene, device=self.device)
         self.session = Session(self.engine, FrameBuffer(max_frames=buffer_frames, max_seconds=buffer_seconds),
                                settings=settings, tracker=self.tracker)
         self.worker = PerceptionWorker(self.session, self, self.clock, threaded=False)
@@ -88,10 +95,12 @@ class Simulation:
         self._agenda: list[tuple[float, int, Callable[[], None]]] = []
         self._order = itertools.count()
         self._next_frame = 0.0
-        self._rgb = np.zeros((*SIM_FRAME, 3), np.uint8)
+        self._rgb = np.zeros((*frame_size, 3), np.uint8)
+        self.clock.on_advance = self._camera  # frames arrive while a step runs, as from the camera callback
 
     # -- Emitter ------------------------------------------------------------------------------------------
     def output(self, out, frame) -> None:
+        self.clock.advance(self.profile.publish_s)  # messages built and published on the worker's thread
         self.outputs.append(Output(self.clock.now(), frame.stamp_ns, tuple(o.track_id for o in out.objects)))
 
     def event(self, header, track_id: int, query: str, kind: str, score: float) -> None:
@@ -126,7 +135,8 @@ class Simulation:
     def _stalled(self, t: float) -> bool:
         return any(a <= t < b for a, b in self.stalls)
 
-    def _deliver(self) -> None:
+    def _camera(self) -> None:
+        """Every frame captured by now reaches the worker (also in the middle of a step)."""
         now = self.clock.now()
         while self._next_frame <= now:
             t = self._next_frame
@@ -136,6 +146,12 @@ class Simulation:
             stamp = round(t * 1e9)
             self.worker.offer_frame({"stamp_ns": stamp}, stamp, self._rgb)
             self.frames_sent += 1
+        self.max_inbox = max(self.max_inbox, len(self.worker._inbox))
+
+    def _deliver(self) -> None:
+        """Frames, then requests, cancels, stops and cleanups due by now (between two units of work)."""
+        self._camera()
+        now = self.clock.now()
         while self._agenda and self._agenda[0][0] <= now:
             heapq.heappop(self._agenda)[2]()
         self.max_inbox = max(self.max_inbox, len(self.worker._inbox))

@@ -3,7 +3,8 @@
 ``StandInEngine.ground_steps`` yields the same kinds of steps as
 ``GroundingEngine.ground_steps`` (one per frame preprocessed, per vision-tower
 step, per prefill chunk, per token, per SAM2-encoded frame, per [SEG]) and
-advances the clock by the profile's cost of each; its masks cover a corner of
+spends the profile's cost of each on the host or the (asynchronous) device
+(``STAGES``, ``device.py``); its masks cover a corner of
 the frame, or nothing when ``finds(query, time)`` says the object is not in
 view when the grounding starts (its window ends then). The
 ``StandInTracker`` has the streaming tracker's interface as the worker uses it
@@ -27,6 +28,7 @@ from sa2va_i_ros.errors import Cancelled, QueryError
 from sa2va_i_ros.grounding.engine import GroundingOptions
 from sa2va_i_ros.model.sampling import sample_indices, unique_in_order
 from sa2va_i_ros.testing.simulation.clock import SimClock
+from sa2va_i_ros.testing.simulation.device import AsyncDevice
 from sa2va_i_ros.testing.simulation.profiles import Profile
 from sa2va_i_ros.tracking import FrameResult, ObjectResult, PreparedObject, TrackerConfig
 from sa2va_i_ros.tracking.grounding import check_grounding
@@ -55,7 +57,7 @@ class StandInResult:
 
     @property
     def num_objects(self) -> int:
-        return 1 if self.has_mask else 0  # one [SEG]
+        return self.answer.count("[SEG]") if self.has_mask else 0
 
     def tracker_grounding(self, frames, stamps, prompt_frames: str = "all", seg: int = 0):
         from sa2va_i_ros.tracking import Grounding
@@ -64,10 +66,16 @@ class StandInResult:
         return Grounding(list(frames), list(stamps), list(sampled), list(self.masks[: len(sampled)]))
 
 
+HOST, LAUNCH, READ = "host", "launch", "read"  # how a stage spends its time (device.py)
+STAGES = {"preprocess": HOST, "vision": LAUNCH, "prefill": LAUNCH, "token": READ,  # a token is read back
+          "sam2_encoder": LAUNCH, "seg_decode": READ}  # the masks are read back
+
+
 class StandInEngine:
     def __init__(self, clock: SimClock, profile: Profile, answer: str = "Sure, [SEG].",
-                 finds: Callable[[str, float], bool] | None = None):
+                 finds: Callable[[str, float], bool] | None = None, device: AsyncDevice | None = None):
         self.clock, self.profile, self.answer, self.finds = clock, profile, answer, finds
+        self.device = device or AsyncDevice(clock, asynchronous=False)
         self.calls: list[str] = []  # stages, in order (tests read them)
 
     def check_query(self, query: str) -> None:
@@ -75,7 +83,13 @@ class StandInEngine:
             raise QueryError("the query contains reserved token text '[SEG]'")
 
     def _spend(self, stage: str, seconds: float, timings: dict[str, float], key: str) -> str:
-        self.clock.advance(seconds)
+        how = STAGES[stage]
+        if how == HOST:
+            self.clock.advance(seconds)
+        elif how == LAUNCH:
+            self.device.launch(seconds)
+        else:
+            self.device.read(seconds)
         timings[key] = timings.get(key, 0.0) + seconds * 1e3
         self.calls.append(stage)
         return stage
@@ -130,8 +144,11 @@ class _Track:
 
 class StandInTracker:
     def __init__(self, clock: SimClock, profile: Profile, config: TrackerConfig | None = None,
-                 scene: Scene = always_visible):
-        self.clock, self.profile, self.scene = clock, profile, scene
+                 scene: Scene = always_visible, device: AsyncDevice | None = None, own_encoder: bool = False):
+        """``own_encoder``: a tracker on another SAM2 than the checkpoint's (``tracker_model``), which encodes
+        every prompted frame itself when seeding."""
+        self.clock, self.profile, self.scene, self.own_encoder = clock, profile, scene, own_encoder
+        self.device = device or AsyncDevice(clock, asynchronous=False)
         self.config = config or TrackerConfig()
         self._objects: dict[int, _Track] = {}
         # track id -> stamps it processed, in order; a re-seeded object (re-grounding, same id) under (id, n)
@@ -146,8 +163,23 @@ class StandInTracker:
         return self._objects[obj_id].presence.visible
 
     def seed_object(self, grounding, *, obj_id: int) -> PreparedObject:
+        steps = self.seed_steps(grounding, obj_id=obj_id)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+
+    def seed_steps(self, grounding, *, obj_id: int):
+        """As ``StreamingTracker.seed_steps``: per prompted frame its encoder pass (``own_encoder`` only),
+        yielding None, then its prompt, yielding its index; returns the PreparedObject."""
         g = check_grounding(grounding, 64, 4, self.config.prompt_policy, 64)
-        self.clock.advance(self.profile.seed_prompt_s * len(g.prompts))
+        for idx in g.prompts:
+            if self.own_encoder:
+                self.device.launch(self.profile.encode_s)
+                yield None
+            self.device.launch(self.profile.seed_prompt_s)  # the prompt's logits stay on the device
+            yield idx
         c = self.config
         n = self.seeds[obj_id] = self.seeds.get(obj_id, 0) + 1
         track = _Track(obj_id, g.frame_size, PresenceMonitor(obj_id, c.threshold, c.lost_after, c.found_after),
@@ -166,8 +198,11 @@ class StandInTracker:
         track.next_index += 1
         return FrameResult(header, {track.obj_id: result}, (event,) if event else ())
 
-    def advance_object(self, prepared: PreparedObject, *, window_index=None, frame=None, stamp=None):
+    def advance_object(self, prepared: PreparedObject, *, window_index=None, frame=None, stamp=None,
+                       encoded: bool = False):
+        """``encoded``: the frame's encoder pass was charged already (``advance_objects``)."""
         g, track = prepared.grounding, prepared.track
+        tracked_s = self.profile.object_s if encoded else self.profile.track_s
         if window_index is not None:
             if window_index <= prepared.position:
                 raise ValueError(f"window frame {window_index} again")
@@ -175,17 +210,24 @@ class StandInTracker:
             if any(prepared.position < i < window_index for i in g.prompts):
                 raise ValueError("a prompted frame was skipped")
             track.pending_prompts.pop(window_index, None)
-            self.clock.advance(self.profile.prompt_frame_s if prompt else self.profile.track_s)
+            self.device.read(self.profile.prompt_frame_s if prompt else tracked_s)  # with its own encoder pass
             prepared.position = window_index
             out = self._result(track, g.stamps[window_index], prompt)
         else:
             if track.pending_prompts:
                 raise ValueError("later frames before every prompt was reached")
-            self.clock.advance(self.profile.track_s)
+            self.device.read(tracked_s)
             prepared.later += 1
             out = self._result(track, stamp, False)
         prepared.frames.append(out)
         return out
+
+    def advance_objects(self, prepared, **where) -> list[FrameResult]:
+        """Several joining objects on one frame: one encoder pass, then each object's part (as the tracker)."""
+        shared = len(prepared) > 1 and where.get("window_index") not in prepared[0].grounding.prompts
+        if shared:  # (a prompted frame needs no encoder pass)
+            self.device.launch(self.profile.encode_s)
+        return [self.advance_object(p, encoded=shared, **where) for p in prepared]
 
     def join(self, prepared: PreparedObject) -> None:
         if prepared.track.pending_prompts or prepared.obj_id in self._objects:
@@ -193,7 +235,7 @@ class StandInTracker:
         self._objects[prepared.obj_id] = prepared.track
 
     def step(self, frame: np.ndarray, stamp: Any) -> FrameResult:
-        self.clock.advance(self.profile.track_s * len(self._objects))
+        self.device.read(self.profile.live_s(len(self._objects)))  # one encoder pass, then each object; scores read
         results = [self._result(t, stamp, False) for t in self._objects.values()]
         return FrameResult(stamp, {i: o for r in results for i, o in r.objects.items()},
                            tuple(e for r in results for e in r.events))
