@@ -83,7 +83,7 @@ def test_a_catch_up_that_cannot_meet_its_budget_warns_with_the_expected_join_tim
     w = worker(visible=True)
     w.budget = (2.5, 1.0)  # the worker's reading after a seeding step (runtime/worker/budget.py)
     got = statuses(w, in_rate=10.0)
-    assert list(got) == ["model", "input", "output", "catch-up", "track 3"]
+    assert list(got) == ["model", "input", "output", "catch-up", "worker", "track 3"]
     assert got["catch-up"].level == WARN and "expected join in 2.50 s" in got["catch-up"].message
     assert values(got["catch-up"]) == {"expected_join_s": "2.500", "max_catch_up_sec": "1"}
     w.budget = (0.6, 1.0)

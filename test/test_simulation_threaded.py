@@ -93,4 +93,4 @@ def test_async_threaded_worker_camera_thread_real_size_frames_several_objects():
     for key, processed in tracker.processed.items():
         assert len(processed) == len(set(processed)), f"track {key} processed a frame twice"
     assert [k for i, k in recorder.events if k == "started"] == ["started"] * 4
-    assert worker.device.count > 0 and device.pending_s == 0.0
+    assert worker.device_time.count > 0 and device.pending_s == 0.0

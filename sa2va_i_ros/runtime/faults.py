@@ -22,10 +22,11 @@ LIVE_FAULTS_BEFORE_ENDING = 3  # shared live-step faults in a row before every t
 
 
 def device_of(session) -> str:
-    """The device the session's models run on ("cpu" for stand-ins that say nothing)."""
+    """The device the session's models run on ("cpu" for stand-ins that name none: the simulation's
+    asynchronous device stand-in is not a device a user could act on)."""
     for part in (getattr(session, "tracker", None), getattr(session, "engine", None)):
         device = getattr(part, "device", None)
-        if device is not None:
+        if isinstance(device, str) or type(device).__name__ == "device":  # a name or a torch.device
             return str(device)
     return "cpu"
 

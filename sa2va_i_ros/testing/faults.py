@@ -4,8 +4,10 @@
 raise ``error`` (once). Phases, as the worker meets them:
 
 * ``grounding``: one step of ``engine.ground_steps`` (the generator's ``next``);
-* ``seeding``: ``tracker.seed_object``;
-* ``catch_up``: ``tracker.advance_object`` (a new object's catch-up frame);
+* ``seeding``: ``tracker.seed_object``, or one step of ``tracker.seed_steps``
+  (one model call: a prompted frame's encoder pass or its prompt);
+* ``catch_up``: ``tracker.advance_object`` or ``advance_objects`` (a new
+  object's, or one answer's objects', catch-up frame);
 * ``live``: ``tracker.step`` (the shared part of the live step: every object);
 * ``live_object``: ``tracker.step`` failing for one object only, as the real
   tracker reports it (``ObjectFault``); ``arm(..., obj_id=i)``.
@@ -111,9 +113,23 @@ class FaultyTracker:
         self.plan.check("seeding")
         return self._tracker.seed_object(grounding, obj_id=obj_id)
 
+    def seed_steps(self, grounding, *, obj_id: int):
+        steps = self._tracker.seed_steps(grounding, obj_id=obj_id)
+        while True:
+            self.plan.check("seeding")
+            try:
+                step = next(steps)
+            except StopIteration as done:
+                return done.value
+            yield step
+
     def advance_object(self, prepared, **kwargs):
         self.plan.check("catch_up")
         return self._tracker.advance_object(prepared, **kwargs)
+
+    def advance_objects(self, prepared, **kwargs):
+        self.plan.check("catch_up")
+        return self._tracker.advance_objects(prepared, **kwargs)
 
     def step(self, frame, stamp):
         self.plan.check("live")
