@@ -214,6 +214,7 @@ class NodeHarness:
             node.worker.clear_frames()
             self.wait_for(self.idle, "the worker to forget the frames")
         node.frame_publisher.pairer.clear()
+        node.newest_in = None
         if node._gate is not None:
             node._gate.clear()
         for msgs in self.got.values():

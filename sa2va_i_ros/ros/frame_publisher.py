@@ -53,7 +53,7 @@ class FramePublisher:
         self.camera_info: CameraInfo | None = None
         self.lock = threading.Lock()  # the depth pairer and the markers: worker thread and depth callbacks
         self.rate = RateMeter()
-        self.last_lag_ms = float("nan")
+        self.last_output_at: float | None = None  # monotonic time of the newest objects message published
         self.last_output_ns = -1  # stamp of the newest objects message published (-1: none yet)
         self._callback_ms: dict[int, float] = {}  # stamp -> image callback time (decode + hand-over), recent
         self.overhead_ms = Percentiles()  # per published frame: its image callback + building its messages
@@ -166,8 +166,11 @@ class FramePublisher:
 
     def _depth_for(self, depth_msg):
         """Depth (metres) and intrinsics for a frame, or (None, None) with the reason counted."""
-        if depth_msg is None:
-            return None, None
+        if depth_msg is None:  # the intrinsics still place the labels (markers.label_on_plane)
+            try:
+                return None, conv.camera_info_to_intrinsics(self.camera_info) if self.camera_info else None
+            except GeometryError:
+                return None, None
         if self.camera_info is None:
             self._count("no camera_info", "no camera_info received: 3D output skipped")
             return None, None
@@ -194,7 +197,7 @@ class FramePublisher:
         self._publish_markers(self.markers.frame(out.header, msgs.marked))
         self.rate.tick()
         self.last_output_ns = conv.stamp_to_ns(out.header.stamp)
-        self.last_lag_ms = (self._node.get_clock().now().nanoseconds - conv.stamp_to_ns(out.header.stamp)) / 1e6
+        self.last_output_at = time.monotonic()
 
 
 def _camera_rgb(frame):

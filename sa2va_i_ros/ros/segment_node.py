@@ -48,6 +48,7 @@ from sa2va_i_ros.ros.diagnostics import RateMeter, diagnostic_array, node_status
 from sa2va_i_ros.ros.frame_publisher import FramePublisher
 from sa2va_i_ros.ros.model_loading import SESSION_SETTINGS, free_memory, load_session
 from sa2va_i_ros.ros.parameters import check_changes, declare_all, read_all
+from sa2va_i_ros.ros.refusals import refusal
 from sa2va_i_ros.ros.replies import fill_reply, fill_stopped, mark_cancelled, segment_request
 from sa2va_i_ros.runtime.transport_gate import TransportGate
 from sa2va_i_ros.runtime.worker import PerceptionWorker
@@ -80,6 +81,9 @@ class SegmentNode(LifecycleNode):
         self._gate: TransportGate | None = None  # image_transport both: the first copy of a frame wins
         self._counts: dict[str, int] = {}
         self.images_received = 0  # image callbacks done (whatever became of the image)
+        # (stamp_ns, monotonic time) of the newest frame the image callback handed to the worker: recorded here,
+        # not on the worker thread, so /diagnostics sees it advance during a long worker step
+        self.newest_in: tuple[int, float] | None = None
         self._in_rate = RateMeter()
         self._model_state = "unconfigured"
         self._goals: dict[bytes, object] = {}  # action goal id -> worker ticket (for cancel)
@@ -117,8 +121,9 @@ class SegmentNode(LifecycleNode):
         try:
             loaded = load_session(p, self._track_ids)
         except Exception as exc:  # anything (ImportError, out of memory, a bug): unconfigured, with the reason
-            self._model_state = f"configure failed: {exc!r}" if not str(exc) else f"configure failed: {exc}"
-            self.get_logger().error(f"configure failed, node stays unconfigured: {self._model_state[18:]}")
+            # one ERROR line with the reason and the parameter to change; the same text on /diagnostics
+            self._model_state = refusal("configure", exc, p)
+            self.get_logger().error(self._model_state)
             free_memory()
             return TransitionCallbackReturn.FAILURE
         self.session = loaded.session
@@ -171,6 +176,7 @@ class SegmentNode(LifecycleNode):
     def _release(self, reason: str) -> None:
         """Answer every request under way, STOPPED for every track, then drop the model."""
         self.active = False
+        self.newest_in = None
         worker, self.worker = self.worker, None
         if worker is not None:
             worker.close(f"{reason} while this request was served")  # STOPPED (and DELETE markers) per track
@@ -242,11 +248,16 @@ class SegmentNode(LifecycleNode):
         except ValueError as exc:
             self._count("image rejected", f"image dropped: {exc}")
             return
+        if result.pushed:
+            self.newest_in = (result.pushed[-1].stamp_ns, time.monotonic())
         if gate is not None and (result.push.accepted or result.push.code == "held"):
             gate.take(stamp)  # buffered, or held by the stamp gate: another copy would only repeat it
         if result.clock_reset:
             self.get_logger().warning(f"image stamps jumped back: {result.push.reason}")
             self.frame_publisher.restart()
+        elif result.push.code == "held":  # not dropped: buffered once the change is confirmed (or discarded)
+            self._counts["image held"] = self._counts.get("image held", 0) + 1
+            self.get_logger().info(f"image held: {result.push.reason}", throttle_duration_sec=5.0)
         elif not result.push.accepted:
             self._count(f"image {result.push.code}", f"image dropped: {result.push.reason}")
         elif result.push.code == "size_change":
@@ -352,7 +363,8 @@ class SegmentNode(LifecycleNode):
     def _publish_diagnostics(self) -> None:
         statuses = node_statuses(self.get_fully_qualified_name(), self.worker, model_state=self._model_state,
                                  active=self.active, in_rate=self._in_rate.rate(), input_counts=self._counts,
-                                 images_received=self.images_received, frames=self.frame_publisher)
+                                 images_received=self.images_received, frames=self.frame_publisher,
+                                 newest_in=self.newest_in if self.worker is not None else None)
         self._diag_pub.publish(diagnostic_array(self.get_clock().now().to_msg(), statuses))
 
 
