@@ -16,6 +16,7 @@ from test_tracker_helpers import one_torch_thread  # noqa: F401  (autouse: one t
 from sa2va_i_ros.action import SegmentAndTrack
 from sa2va_i_ros.msg import TrackEvent
 from sa2va_i_ros.ros.conversions import stamp_to_ns
+from sa2va_i_ros.ros.parameters import BY_NAME
 from sa2va_i_ros.testing.tiny_sa2va import DEFAULT_ANSWER  # what the tiny checkpoint was built to say
 
 pytestmark = pytest.mark.ros
@@ -189,7 +190,7 @@ def test_concurrent_clients_are_all_answered(harness):
     harness.wait_for(lambda: all(f.done() for f in futures), "four replies", timeout=180)
     replies = [f.result() for f in futures]
     assert all(r.success for r in replies), [r.message for r in replies]
-    harness.node.set_parameters([Parameter("max_queued_requests", value=0)])
+    harness.node.set_parameters([Parameter("max_queued_requests", value=BY_NAME["max_queued_requests"].default)])
 
 
 @pytest.mark.parametrize("request_kw, message", [
