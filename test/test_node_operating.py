@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from node_harness import NodeHarness, image_msg, stamp_ns
+from rclpy.serialization import serialize_message
 from test_tracker_helpers import one_torch_thread  # noqa: F401  (autouse: one torch thread on a shared machine)
 
 from sa2va_i_ros.ros.diagnostics import ERROR
@@ -93,3 +94,21 @@ def test_a_refused_configure_logs_one_error_naming_the_parameter_and_diagnostics
         assert model.message == errors[0] and model.level == ERROR
     finally:
         h.close()
+
+
+def test_replies_are_light_by_default_and_carry_masks_when_asked(node):
+    """A default reply has ids, boxes, scores, the answer and timing (a screen or two on the CLI), no mask; the
+    masks stay on ~/mask and ~/objects."""
+    node.publish_frames(0, 6)
+    node.wait_for(lambda: node.buffered() == 6, "frames buffered")
+    light, full = node.segment("the cup", track=False), node.segment("the cup", track=False, with_masks=True)
+    assert light.success and full.success
+    assert len(light.object.mask.data) == 0 and light.object.area == full.object.area > 0
+    assert light.object.bbox == full.object.bbox and light.answer == full.answer
+    assert len(full.object.mask.data) == full.object.mask.width * full.object.mask.height > 0
+    assert len(serialize_message(light)) < 1024 < len(serialize_message(full))
+    r = node.segment("the cup")  # tracked: the topics carry its masks
+    node.publish_frames(6, 8)
+    node.wait_for(lambda: any(o.track_id == r.track_id for m in node.got["objects"] for o in m.objects), "outputs")
+    obj = next(o for m in node.got["objects"] for o in m.objects if o.track_id == r.track_id)
+    assert len(obj.mask.data) == obj.mask.width * obj.mask.height > 0

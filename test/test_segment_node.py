@@ -54,7 +54,7 @@ def stamps(msgs):
 
 def test_segment_returns_masks_and_every_output_carries_its_frames_header(harness):
     fresh_frames(harness, 0, 10, depth=True)
-    r = harness.segment(QUERY, track=True)
+    r = harness.segment(QUERY, track=True, with_masks=True)
     assert r.success, r.message
     assert r.track_id > 0 and r.answer == DEFAULT_ANSWER and r.window_frames == 10
     assert list(r.sampled_indices) == [0, 2, 4, 6, 9]

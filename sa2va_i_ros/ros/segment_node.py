@@ -291,7 +291,7 @@ class SegmentNode(LifecycleNode):
         answered = self._future()
         worker.submit(segment_request(request), on_reply=answered.set_result)
         reply = await answered
-        fill_reply(response, reply)
+        fill_reply(response, reply, with_masks=request.with_masks)
         if reply.success:
             self.get_logger().info(f"segment {request.query[:80]!r}: track {reply.track_ids or 0}")
         else:  # (rclpy ties a severity to each call site)
@@ -337,7 +337,7 @@ class SegmentNode(LifecycleNode):
             reply = await finished
         finally:
             self._goals.pop(key, None)
-        fill_reply(result, reply)
+        fill_reply(result, reply, with_masks=goal_handle.request.with_masks)
         if goal_handle.is_cancel_requested:
             for track_id in reply.track_ids if reply.success else ():  # they joined just before the cancel: undo
                 with contextlib.suppress(ValueError):  # already stopped                      (STOPPED is sent)
