@@ -9,7 +9,7 @@ from std_msgs.msg import Header
 
 from sa2va_i_ros.ros.diagnostics import ERROR, OK, WARN, Percentiles, RateMeter, node_statuses
 
-FRAMES = SimpleNamespace(rate=RateMeter(), last_output_at=99.5, overhead_ms=Percentiles(),
+FRAMES = SimpleNamespace(rate=RateMeter(), last_output_at=99.5, overhead_ms=Percentiles(), publish_ms=Percentiles(),
                          published=lambda: {"outputs_pending": 1, "last_output_stamp_ns": 4_987_750_009})
 
 
@@ -38,7 +38,8 @@ def test_a_configured_node_reports_model_input_output_and_each_track_in_order():
     assert values(got["input"]) == {"rate_hz": "10.00", "input_age_ms": "nan", "image held": "2", "buffered": "3"}
     assert list(values(got["input"])) == ["rate_hz", "input_age_ms", "image held", "buffered"]
     assert list(values(got["output"])) == [
-        "rate_hz", "stamp_lag_ms", "output_age_ms", "overhead_ms_p50", "overhead_ms_p95", "grounding_running",
+        "rate_hz", "stamp_lag_ms", "output_age_ms", "overhead_ms_p50", "overhead_ms_p95", "publish_ms_p50",
+        "publish_ms_p95", "grounding_running",
         "requests_waiting", "images_received", "newest_stamp_ns", "worker_idle", "outputs_pending",
         "last_output_stamp_ns", "frames_live"]
     # the worker's newest frame (5 s + 9 ns) against the newest output (4.98775 s + 9 ns): 12.25 ms of stream

@@ -61,7 +61,8 @@ def node_statuses(name: str, worker, *, model_state: str, active: bool, in_rate:
     """The model, input and output statuses, then one per track (``worker`` None: not configured).
 
     ``frames`` is the node's ``FramePublisher``: output rate, newest output,
-    per-frame overhead and what it published. ``newest_in`` is the newest
+    per-frame overhead on the worker's path (image callback and hand-over),
+    the publisher thread's cost per frame (``publish_ms``) and what it published. ``newest_in`` is the newest
     frame the image callback handed to the worker, ``(stamp_ns, monotonic
     time)``, recorded by the callback itself so that it advances while the
     worker is inside a long step. Lags are measured in the camera's stamps
@@ -89,6 +90,8 @@ def node_statuses(name: str, worker, *, model_state: str, active: bool, in_rate:
                {"rate_hz": f"{out_rate:.2f}", "stamp_lag_ms": f"{lag:.1f}", "output_age_ms": f"{out_age:.1f}",
                 "overhead_ms_p50": f"{frames.overhead_ms.get(0.5):.3f}",
                 "overhead_ms_p95": f"{frames.overhead_ms.get(0.95):.3f}",
+                "publish_ms_p50": f"{frames.publish_ms.get(0.5):.3f}",
+                "publish_ms_p95": f"{frames.publish_ms.get(0.95):.3f}",
                 "grounding_running": worker.busy if worker else False,
                 "requests_waiting": worker.queue_length() if worker else 0,
                 "images_received": images_received, **done, **counts}),

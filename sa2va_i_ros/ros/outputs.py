@@ -61,7 +61,8 @@ def points_cloud(points_by_id: dict[int, np.ndarray], header) -> PointCloud2:
 
 
 def frame_messages(out: FrameOutput, rgb: np.ndarray | None, depth_m: np.ndarray | None,
-                   intrinsics: geometry.Intrinsics | None, max_points: int) -> FrameMessages:
+                   intrinsics: geometry.Intrinsics | None, max_points: int, cloud: bool = True) -> FrameMessages:
+    """``cloud`` false: no ~/object_points message (nobody listens; the markers still get the points)."""
     header = out.header
     problems: list[str] = []
     use_depth = depth_m is not None and intrinsics is not None
@@ -88,7 +89,7 @@ def frame_messages(out: FrameOutput, rgb: np.ndarray | None, depth_m: np.ndarray
         marked.append(MarkedObject(o.track_id, o.query, o.visible, centroid, points.get(o.track_id), label_at))
     msgs = FrameMessages(TrackedObjectArray(header=copy_header(header), objects=objects), _mask_msg(out),
                          problems=problems, marked=marked)
-    if use_depth:
+    if use_depth and cloud:
         msgs.points = points_cloud(points, header)
     if rgb is not None:
         masks = {o.track_id: o.mask for o in out.objects if o.mask.shape == rgb.shape[:2]}
