@@ -15,7 +15,8 @@ pytestmark = pytest.mark.ros
 
 
 class Recorder:
-    """The node's logger, recording every line it is given (and still logging it)."""
+    """Stands in for the node's logger and records every line it is given (rclpy ties a severity to each
+    call site, so one forwarding function could not log at several levels)."""
 
     def __init__(self, logger):
         self.logger, self.lines = logger, []
@@ -23,7 +24,7 @@ class Recorder:
     def __getattr__(self, level):
         def log(message, **kw):
             self.lines.append((level, message))
-            return getattr(self.logger, level)(message, **kw)
+            return True
         return log
 
 
@@ -112,3 +113,32 @@ def test_replies_are_light_by_default_and_carry_masks_when_asked(node):
     node.wait_for(lambda: any(o.track_id == r.track_id for m in node.got["objects"] for o in m.objects), "outputs")
     obj = next(o for m in node.got["objects"] for o in m.objects if o.track_id == r.track_id)
     assert len(obj.mask.data) == obj.mask.width * obj.mask.height > 0
+
+
+def test_a_refused_activate_logs_one_error_naming_the_parameter_then_activates_once_fixed(tiny_checkpoint,
+                                                                                         monkeypatch):
+    from sa2va_i_ros.ros import segment_node
+
+    h = NodeHarness(tiny_checkpoint, name="refused_activate", diagnostics_period=0.1)
+    original = segment_node.camera_subscriptions
+
+    def refused(*args, **kwargs):
+        raise ValueError("the middleware refused the subscription's QoS (image_qos, image_queue_depth)")
+
+    try:
+        assert h.node.trigger_configure().name == "SUCCESS"
+        logs = record_logs(h.node)
+        monkeypatch.setattr(segment_node, "camera_subscriptions", refused)
+        assert h.node.trigger_activate().name != "SUCCESS"
+        errors = [m for level, m in logs.lines if level == "error"]
+        assert len(errors) == 1 and errors[0].startswith("activate failed, the node stays inactive"), errors
+        assert "change parameter image_qos, image_queue_depth" in errors[0]
+        name = f"/{h.node.get_name()}: model"
+        h.got["diag"].clear()
+        h.wait_for(lambda: any(s.name == name for m in list(h.got["diag"]) for s in m.status), "/diagnostics")
+        model = next(s for m in list(h.got["diag"]) for s in m.status if s.name == name)
+        assert model.message == errors[0] and model.level == ERROR
+        monkeypatch.setattr(segment_node, "camera_subscriptions", original)
+        assert h.node.trigger_activate().name == "SUCCESS" and "failed" not in h.node._model_state
+    finally:
+        h.close()

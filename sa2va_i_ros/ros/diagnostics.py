@@ -81,7 +81,7 @@ def node_statuses(name: str, worker, *, model_state: str, active: bool, in_rate:
     out_at = getattr(frames, "last_output_at", None)
     out_age = (now - out_at) * 1e3 if out_at is not None else float("nan")
     statuses = [
-        status(f"{name}: model", OK if worker else (ERROR if "failed" in model_state else WARN), model_state,
+        status(f"{name}: model", ERROR if "failed" in model_state else (OK if worker else WARN), model_state,
                {"active": active}),
         status(f"{name}: input", OK if in_rate > 0 or not active else WARN, f"{in_rate:.1f} frames/s",
                {"rate_hz": f"{in_rate:.2f}", "input_age_ms": f"{in_age:.1f}", **input_counts,

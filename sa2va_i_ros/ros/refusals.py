@@ -36,11 +36,11 @@ def parameters_to_change(reason: str, exc: BaseException | None, values: dict[st
     return ["model"]
 
 
-def refusal(transition: str, exc: BaseException, values: dict[str, Any]) -> str:
+def refusal(transition: str, exc: BaseException, values: dict[str, Any], stays: str = "unconfigured") -> str:
     """One line: what was refused, why, and which parameter(s) to change (``ros2 param set`` them, then
     ``ros2 lifecycle set`` again)."""
     reason = str(exc) or repr(exc)
     reason = " ".join(reason.split())  # one line, whatever the exception's text
     params = parameters_to_change(reason, exc, values)
-    return (f"{transition} failed, the node stays unconfigured: {reason} (change parameter "
-            f"{', '.join(params)}; then configure again)")
+    return (f"{transition} failed, the node stays {stays}: {reason} (change parameter "
+            f"{', '.join(params)}; then {transition} again)")

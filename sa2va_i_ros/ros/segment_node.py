@@ -91,7 +91,7 @@ class SegmentNode(LifecycleNode):
         # not on the worker thread, so /diagnostics sees it advance during a long worker step
         self.newest_in: tuple[int, float] | None = None
         self._in_rate = RateMeter()
-        self._model_state = "unconfigured"
+        self._model_state = self._loaded_summary = "unconfigured"
         self._goals: dict[bytes, object] = {}  # action goal id -> worker ticket (for cancel)
         self._frames_group = MutuallyExclusiveCallbackGroup()
         self._depth_group = MutuallyExclusiveCallbackGroup()  # never starved by the image callback
@@ -134,13 +134,27 @@ class SegmentNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self.session = loaded.session
         self.worker = PerceptionWorker(loaded.session, self.frame_publisher)
-        self._model_state = loaded.summary
+        self._model_state = self._loaded_summary = loaded.summary
         self.get_logger().info(self._model_state)
         self.frame_publisher.create_publishers()
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state) -> TransitionCallbackReturn:
         p = read_all(self)
+        try:
+            self._subscribe(p)
+        except Exception as exc:  # a topic name or QoS the middleware refuses, a bug: inactive, with the reason
+            self._unsubscribe()
+            self._model_state = refusal("activate", exc, p, stays="inactive")  # one ERROR line, on /diagnostics
+            self.get_logger().error(self._model_state)
+            return TransitionCallbackReturn.FAILURE
+        self._model_state = self._loaded_summary
+        self.active = True
+        self.get_logger().info(f"active: image QoS {p['image_qos']}, transport {p['image_transport']}, "
+                               f"depth {'on' if p['use_depth'] else 'off'}")
+        return super().on_activate(state)  # the lifecycle publishers go live
+
+    def _subscribe(self, p: dict) -> None:
         profile = camera_qos(p["image_qos"], p["image_queue_depth"])
         g, transport = self._frames_group, p["image_transport"]
         self._gate = TransportGate() if transport == "both" else None
@@ -152,21 +166,20 @@ class SegmentNode(LifecycleNode):
                            self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, 10,
                                                     callback_group=d),
                            self.create_timer(0.02, self._expire_pending, callback_group=d)]
-        self.active = True
-        self.get_logger().info(f"active: image QoS {p['image_qos']}, transport {transport}, "
-                               f"depth {'on' if p['use_depth'] else 'off'}")
-        return super().on_activate(state)  # the lifecycle publishers go live
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
         self.active = False
+        self._unsubscribe()
+        self.frame_publisher.stop(self._newest_header())
+        return super().on_deactivate(state)
+
+    def _unsubscribe(self) -> None:
         for entity in self._subs:
             if hasattr(entity, "cancel"):
                 self.destroy_timer(entity)
             else:
                 self.destroy_subscription(entity)
         self._subs = []
-        self.frame_publisher.stop(self._newest_header())
-        return super().on_deactivate(state)
 
     def on_cleanup(self, state) -> TransitionCallbackReturn:
         self._release("the node was cleaned up")
@@ -403,6 +416,8 @@ def run(args=None) -> int:
         worker = node.worker
         if worker is not None:  # every request under way is answered; a step under way gets EXIT_STEP_WAIT_S
             worker.close("the node process is exiting", timeout=EXIT_STEP_WAIT_S)
+        node.frame_publisher.queue.drain(EXIT_STEP_WAIT_S)  # its STOPPED events go out before the node goes
+        node.frame_publisher.queue.close()
         executor.shutdown(timeout_sec=0, wait_for_threads=False)  # a callback still running (a configure
         node.destroy_node()                                        # loading the model) ends with the process
         rclpy.try_shutdown()
