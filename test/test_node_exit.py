@@ -4,7 +4,7 @@ The node is started as launch starts it (the ``segment_node`` executable, autost
 random moments: idle, while a grounding request is served, while it tracks. Launch escalates to SIGTERM after
 5 s; the goal is under 2 s with exit code 0 in every try (the old node took 4.5-6 s: Python's interpreter
 teardown with torch loaded, after an exit that had already cleaned up, and once in 12 stops failed spinning on
-a context SIGINT had shut down). The exit times are recorded as junit properties.
+a context SIGINT had shut down). The exit times are recorded as junit testsuite properties.
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ class NodeProcess:
         return code, took
 
 
-def test_sigint_ends_the_node_process_at_once_with_exit_code_0(tiny_checkpoint, rclpy_context, record_property):
+def test_sigint_ends_the_node_process_at_once_with_exit_code_0(tiny_checkpoint, rclpy_context,
+                                                               record_testsuite_property):
     rng = random.Random(22)
     client = rclpy.create_node("sigint_client", context=rclpy_context)
     executor = rclpy.executors.SingleThreadedExecutor(context=rclpy_context)
@@ -112,5 +113,5 @@ def test_sigint_ends_the_node_process_at_once_with_exit_code_0(tiny_checkpoint, 
         client.destroy_node()
         for key, value in (("sigint_exit_s_max", max((r[2] for r in results), default=float("nan"))),
                            ("sigint_tries", repr(results))):
-            record_property(key, value)
+            record_testsuite_property(key, value)
         print(f"SIGINT exits (moment, code, seconds): {results}")
