@@ -214,6 +214,7 @@ class NodeHarness:
             node.worker.clear_frames()
             self.wait_for(self.idle, "the worker to forget the frames")
         node.frame_publisher.pairer.clear()
+        node.newest_in = None
         if node._gate is not None:
             node._gate.clear()
         for msgs in self.got.values():
@@ -223,9 +224,10 @@ class NodeHarness:
         return len(self.node.session.buffer) if self.node.session else 0
 
     def idle(self) -> bool:
-        """The worker has nothing left to do (no request, no frame waiting)."""
+        """The worker has nothing left to do (no request, no frame waiting) and its outputs are published."""
         w = self.node.worker
-        return w is None or (w.job is None and not w.intake and not w._inbox and not w._live_ready())
+        return (w is None or (w.job is None and not w.intake and not w._inbox and not w._live_ready())) \
+            and not self.node.frame_publisher.queue.pending
 
     def call(self, client, request, timeout: float = 120.0):
         """One service call. ``service_is_ready`` only says the client found the server; the server must

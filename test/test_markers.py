@@ -9,7 +9,7 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import Marker
 
 from sa2va_i_ros.imaging.geometry import Intrinsics, id_color
-from sa2va_i_ros.ros.markers import NAMESPACES, MarkedObject, MarkerBook, object_markers
+from sa2va_i_ros.ros.markers import NAMESPACES, MarkedObject, MarkerBook, label_on_plane, object_markers
 from sa2va_i_ros.ros.outputs import frame_messages
 from sa2va_i_ros.runtime.session import FrameOutput, ObjectOutput
 
@@ -41,14 +41,46 @@ def test_object_with_depth_has_label_sphere_and_box_around_its_points():
     assert 0 < box.color.a < sphere.color.a <= 1.0  # the box is see-through
 
 
-def test_without_depth_the_label_stands_on_the_optical_axis_and_3d_markers_are_deleted():
+def test_without_depth_the_label_sits_on_the_ray_through_the_mask_centroid():
+    """No depth: the label is where the object is seen (issue 22: it stood on the optical axis 1 m out)."""
+    h, w = 48, 64
+    mask = np.zeros((h, w), bool)
+    mask[4:10, 50:60] = True  # top right: centroid at u = 54.5, v = 6.5
+    intr = Intrinsics(40.0, 50.0, 30.0, 20.0, w, h)
+    x, y, z = label_on_plane(mask, intr, z=2.0)
+    assert (x, y, z) == pytest.approx(((54.5 - 30.0) / 40.0 * 2.0, (6.5 - 20.0) / 50.0 * 2.0, 2.0))
+    x, y, z = label_on_plane(mask)  # no intrinsics: right of and above the axis all the same
+    assert x > 0 and y < 0 and z == 1.0
+    assert label_on_plane(np.zeros((h, w), bool)) is None
+    out = FrameOutput(HEADER, [ObjectOutput(7, "the cup", HEADER, mask, 0.9, True)], [])
+    [marked] = frame_messages(out, None, None, intr, max_points=10).marked
+    markers = by_ns(object_markers(HEADER, marked))
+    assert set(markers) == {("labels", 7)}  # nothing else, and no DELETE for markers never sent
+    p = markers["labels", 7].pose.position
+    assert (p.x, p.y, p.z) == pytest.approx(label_on_plane(mask, intr))
+    # an empty mask: stacked on the optical axis, never on top of each other
     a = by_ns(object_markers(HEADER, MarkedObject(1, "the bowl", True), rank=0))
     b = by_ns(object_markers(HEADER, MarkedObject(4, "the box", True), rank=1))
-    assert a["labels", 1].pose.position.z == b["labels", 4].pose.position.z == 1.0
-    assert a["labels", 1].pose.position.y < b["labels", 4].pose.position.y  # stacked, never on top of each other
-    assert a["centroids", 1].action == a["boxes", 1].action == Marker.DELETE
-    nan = by_ns(object_markers(HEADER, MarkedObject(1, "the bowl", True, (np.nan, np.nan, np.nan))))
-    assert nan["centroids", 1].action == Marker.DELETE
+    assert a["labels", 1].pose.position.y < b["labels", 4].pose.position.y
+
+
+def test_a_frame_without_3d_deletes_only_the_markers_that_were_sent():
+    """Issue 22: every frame without depth sent DELETE for spheres and boxes that never existed."""
+    book = MarkerBook()
+    for _ in range(3):
+        markers = book.frame(HEADER, [MarkedObject(1, "the bowl", True)]).markers
+        assert [(m.ns, m.action) for m in markers] == [("labels", Marker.ADD)]
+    points = np.array([[0.0, 0.0, 1.0], [0.1, 0.1, 1.1]], np.float32)
+    book.frame(HEADER, [MarkedObject(1, "the bowl", True, (0.05, 0.05, 1.05), points)])
+    lost_3d = by_ns(book.frame(HEADER, [MarkedObject(1, "the bowl", True)]).markers)  # sphere and box now gone
+    assert {k: m.action for k, m in lost_3d.items()} == {
+        ("labels", 1): Marker.ADD, ("centroids", 1): Marker.DELETE, ("boxes", 1): Marker.DELETE}
+    assert [(m.ns, m.action) for m in book.frame(HEADER, [MarkedObject(1, "the bowl", True)]).markers] == [
+        ("labels", Marker.ADD)]
+    stopped = book.stop(HEADER, [1])  # only its label is out
+    assert [(m.ns, m.id, m.action) for m in stopped.markers] == [("labels", 1, Marker.DELETE)]
+    nan = by_ns(object_markers(HEADER, MarkedObject(2, "q", True, (np.nan, np.nan, np.nan))))
+    assert set(nan) == {("labels", 2)}
 
 
 def test_lost_track_is_grey_and_says_so():
@@ -64,11 +96,16 @@ def test_box_of_one_point_is_still_visible_and_nan_points_are_ignored():
     assert box.pose.position.z == pytest.approx(0.9)
 
 
+def solid(track_id: int, query: str) -> MarkedObject:
+    """An object with 3D: all three of its markers are sent."""
+    return MarkedObject(track_id, query, True, (0.0, 0.0, 1.0), np.array([[0.0, 0.0, 1.0]], np.float32))
+
+
 def test_marker_book_deletes_tracks_that_ended():
     book = MarkerBook()
-    first = book.frame(HEADER, [MarkedObject(1, "a", True), MarkedObject(2, "b", True)])
+    first = book.frame(HEADER, [solid(1, "a"), solid(2, "b")])
     assert all(m.action == Marker.ADD for m in first.markers if m.ns == "labels")
-    second = book.frame(HEADER, [MarkedObject(2, "b", True)])
+    second = book.frame(HEADER, [solid(2, "b")])
     deleted = {(m.ns, m.id) for m in second.markers if m.action == Marker.DELETE}
     assert {(ns, 1) for ns in NAMESPACES} <= deleted
     assert ("labels", 2) not in deleted
@@ -92,7 +129,7 @@ def test_a_frame_published_after_its_track_stopped_does_not_bring_its_markers_ba
 def test_clear_hides_every_marker_without_ending_the_tracks():
     """Deactivate: nothing is shown any more, but the tracks go on after activate."""
     book = MarkerBook()
-    book.frame(HEADER, [MarkedObject(4, "a", True)])
+    book.frame(HEADER, [solid(4, "a")])
     cleared = book.clear(HEADER)
     assert {(m.ns, m.id, m.action) for m in cleared.markers} == {(ns, 4, Marker.DELETE) for ns in NAMESPACES}
     again = book.frame(HEADER, [MarkedObject(4, "a", True)])

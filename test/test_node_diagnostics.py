@@ -9,8 +9,8 @@ from std_msgs.msg import Header
 
 from sa2va_i_ros.ros.diagnostics import ERROR, OK, WARN, Percentiles, RateMeter, node_statuses
 
-FRAMES = SimpleNamespace(rate=RateMeter(), last_lag_ms=12.25, overhead_ms=Percentiles(),
-                         published=lambda: {"outputs_pending": 1, "last_output_stamp_ns": 4_000_000_005})
+FRAMES = SimpleNamespace(rate=RateMeter(), last_output_at=99.5, overhead_ms=Percentiles(), publish_ms=Percentiles(),
+                         published=lambda: {"outputs_pending": 1, "last_output_stamp_ns": 4_987_750_009})
 
 
 def worker(visible: bool, health=None) -> SimpleNamespace:
@@ -22,10 +22,10 @@ def worker(visible: bool, health=None) -> SimpleNamespace:
                            regrounder=SimpleNamespace(plan=SimpleNamespace(attempts=lambda i: 1)))
 
 
-def statuses(w, model_state="loaded", active=True, in_rate=0.0):
+def statuses(w, model_state="loaded", active=True, in_rate=0.0, newest_in=None):
     return {s.name.split(": ")[-1]: s for s in node_statuses(
         "/sa2va_i", w, model_state=model_state, active=active, in_rate=in_rate, input_counts={"image held": 2},
-        images_received=9, frames=FRAMES)}
+        images_received=9, frames=FRAMES, newest_in=newest_in, now=100.0)}
 
 
 def values(status) -> dict:
@@ -38,12 +38,16 @@ def test_a_configured_node_reports_model_input_output_and_each_track_in_order():
     assert got["worker"].level == OK and values(got["worker"]) == {"faults": "0", "last_fault": ""}
     assert got["model"].level == OK and values(got["model"]) == {"active": "True"}
     assert got["input"].level == OK and got["input"].message == "10.0 frames/s"
-    assert values(got["input"]) == {"rate_hz": "10.00", "image held": "2", "buffered": "3"}
-    assert list(values(got["input"])) == ["rate_hz", "image held", "buffered"]
+    assert values(got["input"]) == {"rate_hz": "10.00", "input_age_ms": "nan", "image held": "2", "buffered": "3"}
+    assert list(values(got["input"])) == ["rate_hz", "input_age_ms", "image held", "buffered"]
     assert list(values(got["output"])) == [
-        "rate_hz", "stamp_lag_ms", "overhead_ms_p50", "overhead_ms_p95", "grounding_running", "requests_waiting",
-        "images_received", "newest_stamp_ns", "worker_idle", "outputs_pending", "last_output_stamp_ns", "frames_live"]
+        "rate_hz", "stamp_lag_ms", "output_age_ms", "overhead_ms_p50", "overhead_ms_p95", "publish_ms_p50",
+        "publish_ms_p95", "grounding_running",
+        "requests_waiting", "images_received", "newest_stamp_ns", "worker_idle", "outputs_pending",
+        "last_output_stamp_ns", "frames_live"]
+    # the worker's newest frame (5 s + 9 ns) against the newest output (4.98775 s + 9 ns): 12.25 ms of stream
     assert values(got["output"])["newest_stamp_ns"] == "5000000009" and values(got["output"])["stamp_lag_ms"] == "12.2"
+    assert values(got["output"])["output_age_ms"] == "500.0"  # wall clock: 100.0 s now, published at 99.5 s
     assert got["track 3"].level == WARN and got["track 3"].message == "lost"
     assert values(got["track 3"]) == {"query": "the cup", "reground_misses": "1"}
 
@@ -88,3 +92,14 @@ def test_a_catch_up_that_cannot_meet_its_budget_warns_with_the_expected_join_tim
     assert values(got["catch-up"]) == {"expected_join_s": "2.500", "max_catch_up_sec": "1"}
     w.budget = (0.6, 1.0)
     assert statuses(w, in_rate=10.0)["catch-up"].level == OK
+
+
+def test_lags_are_measured_in_stream_stamps_and_ages_in_wall_time():
+    """Issue 22: a bag recorded long ago read stamp_lag_ms ~9.7e10 (wall clock minus the frame's stamp). The lag is
+    the newest frame received minus the newest output, in the camera's stamps; wall-clock ages apart. The newest
+    frame comes from the image callback (``newest_in``), not from the worker, which may be inside a long step."""
+    got = statuses(worker(visible=True), in_rate=10.0, newest_in=(5_012_750_009, 99.75))
+    out = values(got["output"])
+    assert out["newest_stamp_ns"] == "5012750009"  # not the worker's 5000000009
+    assert out["stamp_lag_ms"] == "25.0"  # 5.01275 s - 4.98775 s
+    assert values(got["input"])["input_age_ms"] == "250.0" and out["output_age_ms"] == "500.0"

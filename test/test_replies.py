@@ -37,7 +37,7 @@ def test_the_service_request_and_the_action_goal_give_the_same_request(goal):
 @pytest.mark.parametrize("answer", [Segment.Response, SegmentAndTrack.Result])
 def test_a_reply_fills_the_service_response_and_the_action_result_alike(answer):
     msg = answer()
-    fill_reply(msg, reply())
+    fill_reply(msg, reply(), with_masks=True)
     assert msg.success and msg.message == "replaced track 3" and msg.answer == "Sure, [SEG] and [SEG]."
     assert (msg.track_id, list(msg.track_ids), msg.window_frames) == (7, [7, 8], 12)
     assert list(msg.sampled_indices) == [0, 5, 11] and [s.sec for s in msg.sampled_stamps] == [1, 6, 9]
@@ -46,6 +46,21 @@ def test_a_reply_fills_the_service_response_and_the_action_result_alike(answer):
     assert (msg.objects[0].bbox.x_offset, msg.objects[0].bbox.width, msg.objects[0].area) == (2, 3, 6)
     t = msg.timing
     assert (t.queue_ms, t.language_ms, t.total_ms, t.decode_ms) == (1.5, 20.0, 30.0, 0.0)
+    assert (msg.objects[0].mask.height, msg.objects[0].mask.width, len(msg.objects[0].mask.data)) == (4, 6, 24)
+
+
+@pytest.mark.parametrize("answer", [Segment.Response, SegmentAndTrack.Result])
+def test_replies_carry_no_mask_unless_asked(answer):
+    """Issue 22: a reply printed by ``ros2 service call`` was ~154 000 lines of mask at 320x240."""
+    assert not Segment.Request().with_masks and not SegmentAndTrack.Goal().with_masks  # the default
+    msg = answer()
+    fill_reply(msg, reply())
+    for obj in (*msg.objects, msg.object):
+        assert len(obj.mask.data) == 0 and (obj.mask.height, obj.mask.width) == (0, 0)
+        assert obj.mask.header == obj.header
+    # the rest is there: ids, boxes, areas, scores, the answer, timing
+    assert [o.track_id for o in msg.objects] == [7, 8] and msg.objects[0].area == 6 and msg.objects[0].bbox.width == 3
+    assert msg.objects[1].score == pytest.approx(0.5) and msg.answer and msg.timing.total_ms == 30.0
 
 
 def test_objects_without_a_track_carry_id_zero():

@@ -16,6 +16,7 @@ from test_tracker_helpers import one_torch_thread  # noqa: F401  (autouse: one t
 from sa2va_i_ros.action import SegmentAndTrack
 from sa2va_i_ros.msg import TrackEvent
 from sa2va_i_ros.ros.conversions import stamp_to_ns
+from sa2va_i_ros.ros.parameters import BY_NAME
 from sa2va_i_ros.testing.tiny_sa2va import DEFAULT_ANSWER  # what the tiny checkpoint was built to say
 
 pytestmark = pytest.mark.ros
@@ -53,7 +54,7 @@ def stamps(msgs):
 
 def test_segment_returns_masks_and_every_output_carries_its_frames_header(harness):
     fresh_frames(harness, 0, 10, depth=True)
-    r = harness.segment(QUERY, track=True)
+    r = harness.segment(QUERY, track=True, with_masks=True)
     assert r.success, r.message
     assert r.track_id > 0 and r.answer == DEFAULT_ANSWER and r.window_frames == 10
     assert list(r.sampled_indices) == [0, 2, 4, 6, 9]
@@ -189,7 +190,7 @@ def test_concurrent_clients_are_all_answered(harness):
     harness.wait_for(lambda: all(f.done() for f in futures), "four replies", timeout=180)
     replies = [f.result() for f in futures]
     assert all(r.success for r in replies), [r.message for r in replies]
-    harness.node.set_parameters([Parameter("max_queued_requests", value=0)])
+    harness.node.set_parameters([Parameter("max_queued_requests", value=BY_NAME["max_queued_requests"].default)])
 
 
 @pytest.mark.parametrize("request_kw, message", [

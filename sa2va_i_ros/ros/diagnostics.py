@@ -56,27 +56,44 @@ def status(name: str, level: int, message: str, values: dict) -> DiagnosticStatu
 
 
 def node_statuses(name: str, worker, *, model_state: str, active: bool, in_rate: float, input_counts: dict,
-                  images_received: int, frames) -> list[DiagnosticStatus]:
+                  images_received: int, frames, newest_in: tuple[int, float] | None = None,
+                  now: float | None = None) -> list[DiagnosticStatus]:
     """The model, input, output and worker statuses, then one per track (``worker`` None: not configured).
 
-    ``frames`` is the node's ``FramePublisher``: output rate, stamp lag,
-    per-frame overhead and what it published. The worker status is ERROR with the
-    reason of a contained fault (a request or a track ended by an exception, e.g.
-    out of memory) until the worker's next good step.
+    ``frames`` is the node's ``FramePublisher``: output rate, newest output,
+    per-frame overhead on the worker's path (image callback and hand-over),
+    the publisher thread's cost per frame (``publish_ms``) and what it published. ``newest_in`` is the newest
+    frame the image callback handed to the worker, ``(stamp_ns, monotonic
+    time)``, recorded by the callback itself so that it advances while the
+    worker is inside a long step. Lags are measured in the camera's stamps
+    (``stamp_lag_ms``: newest frame received minus newest frame published, so
+    a bag recorded long ago reads the same as a live camera); wall-clock ages
+    since the newest frame received and the newest output published are
+    reported apart (``input_age_ms``, ``output_age_ms``). The worker status is ERROR with the reason of a
+    contained fault (a request or a track ended by an exception, e.g. out of memory) until the worker's next
+    good step.
     """
+    now = time.monotonic() if now is None else now
     out_rate = frames.rate.rate()
     counts = worker.counts_now() if worker is not None else {}
-    done = settled(worker, frames)
+    done = settled(worker, frames, newest_in)
+    newest_ns, last_out_ns = done["newest_stamp_ns"], done["last_output_stamp_ns"]
+    lag = (newest_ns - last_out_ns) / 1e6 if newest_ns >= 0 and last_out_ns >= 0 else float("nan")
+    in_age = (now - newest_in[1]) * 1e3 if newest_in is not None else float("nan")
+    out_at = getattr(frames, "last_output_at", None)
+    out_age = (now - out_at) * 1e3 if out_at is not None else float("nan")
     statuses = [
-        status(f"{name}: model", OK if worker else (ERROR if "failed" in model_state else WARN), model_state,
+        status(f"{name}: model", ERROR if "failed" in model_state else (OK if worker else WARN), model_state,
                {"active": active}),
         status(f"{name}: input", OK if in_rate > 0 or not active else WARN, f"{in_rate:.1f} frames/s",
-               {"rate_hz": f"{in_rate:.2f}", **input_counts,
+               {"rate_hz": f"{in_rate:.2f}", "input_age_ms": f"{in_age:.1f}", **input_counts,
                 **({"buffered": len(worker.session.buffer)} if worker else {})}),
         status(f"{name}: output", OK, f"{out_rate:.1f} frames/s",
-               {"rate_hz": f"{out_rate:.2f}", "stamp_lag_ms": f"{frames.last_lag_ms:.1f}",
+               {"rate_hz": f"{out_rate:.2f}", "stamp_lag_ms": f"{lag:.1f}", "output_age_ms": f"{out_age:.1f}",
                 "overhead_ms_p50": f"{frames.overhead_ms.get(0.5):.3f}",
                 "overhead_ms_p95": f"{frames.overhead_ms.get(0.95):.3f}",
+                "publish_ms_p50": f"{frames.publish_ms.get(0.5):.3f}",
+                "publish_ms_p95": f"{frames.publish_ms.get(0.95):.3f}",
                 "grounding_running": worker.busy if worker else False,
                 "requests_waiting": worker.queue_length() if worker else 0,
                 "images_received": images_received, **done, **counts}),
@@ -105,12 +122,16 @@ def worker_status(name: str, health: dict) -> DiagnosticStatus:
                   {"faults": health["faults"], "last_fault": health["last_fault"]})
 
 
-def settled(worker, frames) -> dict:
-    """How far the node got: the newest frame handed to the worker, whether the worker is done with it
-    (idle), outputs still waiting for depth, and the newest objects message published. Read in this
-    order, ``worker_idle`` true means every frame up to ``newest_stamp_ns`` is out, pending or dropped."""
-    newest = worker.newest_header if worker is not None else None
-    newest_ns = stamp_to_ns(newest.stamp) if newest is not None else -1
+def settled(worker, frames, newest_in: tuple[int, float] | None = None) -> dict:
+    """How far the node got: the newest frame handed to the worker (by the image callback: ``newest_in``;
+    else the newest the worker took), whether the worker is done with it (idle), outputs still waiting for
+    depth, and the newest objects message published. Read in this order, ``worker_idle`` true means every
+    frame up to ``newest_stamp_ns`` is out, pending or dropped."""
+    if newest_in is not None:
+        newest_ns = newest_in[0]
+    else:
+        newest = worker.newest_header if worker is not None else None
+        newest_ns = stamp_to_ns(newest.stamp) if newest is not None else -1
     idle = worker.idle if worker is not None else False
     return {"newest_stamp_ns": newest_ns, "worker_idle": idle, **frames.published()}
 

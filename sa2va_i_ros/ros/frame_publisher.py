@@ -1,10 +1,13 @@
 """What the segment node publishes for the worker: each frame's data topics and markers, and track events.
 
 The worker thread hands ``FramePublisher`` each frame's objects (``output``) and
-each track event (``event``): it is the worker's ``Emitter``. With ``use_depth``
-a frame's output waits here for its depth image (``DepthPairer``); then its
-messages are built (``outputs.frame_messages``, the overlay drawn only for
-subscribers) and published with the source frame's header. As yolo_ros keeps
+each track event (``event``): it is the worker's ``Emitter``. Both are handed to
+the publisher thread (``PublishQueue``) and the worker goes on at once: building
+messages is off its path and outside its locks. With ``use_depth`` a frame's
+output waits here for its depth image (``DepthPairer``); then its messages are
+built (``outputs.frame_messages``, the overlay and the point cloud only for
+subscribers) and published with the source frame's header; their cost is
+counted (``publish_ms``). As yolo_ros keeps
 its debug drawing apart from its detector node, the node only wires callbacks
 and lifecycle transitions to this class, which owns the data publishers and the
 state publishing needs (markers shown, depth waiting, output readings).
@@ -29,6 +32,7 @@ from sa2va_i_ros.ros.depth_pairing import DepthPairer
 from sa2va_i_ros.ros.diagnostics import Percentiles, RateMeter
 from sa2va_i_ros.ros.markers import MarkerBook
 from sa2va_i_ros.ros.outputs import frame_messages
+from sa2va_i_ros.ros.publish_queue import PublishQueue
 
 EVENT_KINDS = {"started": TrackEvent.STARTED, "lost": TrackEvent.LOST, "found": TrackEvent.FOUND,
                "stopped": TrackEvent.STOPPED, "regrounded": TrackEvent.REGROUNDED, "gave_up": TrackEvent.GAVE_UP}
@@ -53,11 +57,15 @@ class FramePublisher:
         self.camera_info: CameraInfo | None = None
         self.lock = threading.Lock()  # the depth pairer and the markers: worker thread and depth callbacks
         self.rate = RateMeter()
-        self.last_lag_ms = float("nan")
+        self.last_output_at: float | None = None  # monotonic time of the newest objects message published
         self.last_output_ns = -1  # stamp of the newest objects message published (-1: none yet)
         self._callback_ms: dict[int, float] = {}  # stamp -> image callback time (decode + hand-over), recent
         self._callback_lock = threading.Lock()  # _callback_ms: the image callback adds, the worker thread takes
-        self.overhead_ms = Percentiles()  # per published frame: its image callback + building its messages
+        # per frame, on the worker's path: its image callback + handing its output to the publisher thread
+        self.overhead_ms = Percentiles()
+        self.publish_ms = Percentiles()  # per frame, on the publisher thread: building and publishing its messages
+        self.queue = PublishQueue(lambda: count("outputs dropped",
+                                                "publisher thread behind: the oldest frame output was dropped"))
 
     @property
     def context(self):
@@ -83,12 +91,14 @@ class FramePublisher:
 
     def stop(self, header: Header) -> None:
         """deactivate: what waits for depth goes out now; no more outputs, so RViz forgets the markers."""
+        self.queue.drain()
         with self.lock:
             self._publish_ready(self.pairer.flush())
             self._publish_markers(self.markers.clear(header))
 
     def release(self, header: Header) -> None:
         """cleanup/shutdown (after the worker closed): markers deleted, data publishers and waiting outputs gone."""
+        self.queue.drain()  # the worker's last outputs and STOPPED events go out first
         with self.lock:
             self._publish_markers(self.markers.clear(header))
         for pub in self.pubs.values():
@@ -128,12 +138,25 @@ class FramePublisher:
     def published(self) -> dict:
         """Outputs still waiting for depth and the newest objects message's stamp (for /diagnostics)."""
         with self.lock:
-            return {"outputs_pending": len(self.pairer), "last_output_stamp_ns": self.last_output_ns}
+            waiting = len(self.pairer)
+        return {"outputs_pending": waiting + self.queue.pending, "last_output_stamp_ns": self.last_output_ns}
 
-    # -- the worker's Emitter (worker thread) ------------------------------------------------------
-    @while_up
+    # -- the worker's Emitter (worker thread): handed to the publisher thread ----------------------
     def output(self, out, frame) -> None:
-        """A frame's objects: now, or once its depth image arrives (``use_depth``)."""
+        """A frame's objects: published by the publisher thread (now, or once its depth image arrives)."""
+        t0 = time.perf_counter()
+        self.queue.put(lambda: self._output(out, frame), frame=True)
+        with self._callback_lock:
+            callback_ms = self._callback_ms.pop(frame.stamp_ns, None)
+        if callback_ms is not None:
+            self.overhead_ms.add(callback_ms + (time.perf_counter() - t0) * 1e3)
+
+    def event(self, header, track_id: int, query: str, kind: str, score: float) -> None:
+        self.queue.put(lambda: self._event(header, track_id, query, kind, score), frame=False)
+
+    # -- the publisher thread ----------------------------------------------------------------------
+    @while_up
+    def _output(self, out, frame) -> None:
         t0 = time.perf_counter()
         rgb = None
         if self._node.get_parameter("publish_overlay").value and "overlay" in self.pubs \
@@ -144,13 +167,10 @@ class FramePublisher:
                 self._publish_ready(self.pairer.add_output(frame.stamp_ns, (out, rgb)))
             else:
                 self._publish_frame(out, rgb, None)
-        with self._callback_lock:
-            callback_ms = self._callback_ms.pop(frame.stamp_ns, None)
-        if callback_ms is not None:
-            self.overhead_ms.add(callback_ms + (time.perf_counter() - t0) * 1e3)
+        self.publish_ms.add((time.perf_counter() - t0) * 1e3)
 
     @while_up
-    def event(self, header, track_id: int, query: str, kind: str, score: float) -> None:
+    def _event(self, header, track_id: int, query: str, kind: str, score: float) -> None:
         header = conv.copy_header(header) if header is not None else Header()
         self.events_pub.publish(TrackEvent(header=header, track_id=track_id, query=query, event=EVENT_KINDS[kind],
                                            score=float(score)))
@@ -169,8 +189,11 @@ class FramePublisher:
 
     def _depth_for(self, depth_msg):
         """Depth (metres) and intrinsics for a frame, or (None, None) with the reason counted."""
-        if depth_msg is None:
-            return None, None
+        if depth_msg is None:  # the intrinsics still place the labels (markers.label_on_plane)
+            try:
+                return None, conv.camera_info_to_intrinsics(self.camera_info) if self.camera_info else None
+            except GeometryError:
+                return None, None
         if self.camera_info is None:
             self._count("no camera_info", "no camera_info received: 3D output skipped")
             return None, None
@@ -185,7 +208,8 @@ class FramePublisher:
         if not pubs or not pubs["objects"].is_activated:
             return  # inactive (or cleaned up): lifecycle publishers would drop it anyway
         depth, intrinsics = self._depth_for(depth_msg)
-        msgs = frame_messages(out, rgb, depth, intrinsics, self._node.get_parameter("max_points").value)
+        msgs = frame_messages(out, rgb, depth, intrinsics, self._node.get_parameter("max_points").value,
+                              cloud=pubs["points"].get_subscription_count() > 0)  # the cloud for subscribers
         for problem in msgs.problems:
             self._count("depth mismatch", problem)
         pubs["objects"].publish(msgs.objects)
@@ -197,7 +221,7 @@ class FramePublisher:
         self._publish_markers(self.markers.frame(out.header, msgs.marked))
         self.rate.tick()
         self.last_output_ns = conv.stamp_to_ns(out.header.stamp)
-        self.last_lag_ms = (self._node.get_clock().now().nanoseconds - conv.stamp_to_ns(out.header.stamp)) / 1e6
+        self.last_output_at = time.monotonic()
 
 
 def _camera_rgb(frame):

@@ -25,7 +25,7 @@ from sa2va_i_ros.ros.conversions import (
     rgb_to_image_msg,
     tracked_object_msg,
 )
-from sa2va_i_ros.ros.markers import MarkedObject
+from sa2va_i_ros.ros.markers import MarkedObject, label_on_plane
 from sa2va_i_ros.runtime.session import FrameOutput
 
 _POINT = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("track_id", "<u4")])
@@ -62,7 +62,8 @@ def points_cloud(points_by_id: dict[int, np.ndarray], header) -> PointCloud2:
 
 
 def frame_messages(out: FrameOutput, rgb: np.ndarray | None, depth_m: np.ndarray | None,
-                   intrinsics: geometry.Intrinsics | None, max_points: int) -> FrameMessages:
+                   intrinsics: geometry.Intrinsics | None, max_points: int, cloud: bool = True) -> FrameMessages:
+    """``cloud`` false: no ~/object_points message (nobody listens; the markers still get the points)."""
     header = out.header
     problems: list[str] = []
     use_depth = depth_m is not None and intrinsics is not None
@@ -85,10 +86,11 @@ def frame_messages(out: FrameOutput, rgb: np.ndarray | None, depth_m: np.ndarray
             stride = max(1, int(np.ceil(np.sqrt(area / max_points))))
             points[o.track_id] = geometry.masked_points(o.mask, depth_m, intrinsics, stride=stride)
         objects.append(tracked_object_msg(header, o.track_id, o.query, o.score, o.visible, o.mask, centroid))
-        marked.append(MarkedObject(o.track_id, o.query, o.visible, centroid, points.get(o.track_id)))
+        label_at = None if centroid is not None else label_on_plane(o.mask, intrinsics)
+        marked.append(MarkedObject(o.track_id, o.query, o.visible, centroid, points.get(o.track_id), label_at))
     msgs = FrameMessages(TrackedObjectArray(header=copy_header(header), objects=objects), _mask_msg(out),
                          problems=problems, marked=marked)
-    if use_depth:
+    if use_depth and cloud:
         msgs.points = points_cloud(points, header)
     if rgb is not None:
         masks = {o.track_id: o.mask for o in out.objects if o.mask.shape == rgb.shape[:2]}

@@ -85,8 +85,10 @@ PARAMETERS: tuple[Param, ...] = (
           "wrap_around or wrap_around_plus (q_frame needs indices chosen for a known video)", "live",
           choices=("uniform", "uniform_plus", "wrap_around", "wrap_around_plus")),
     Param("max_query_chars", 1000, "longest query accepted, in characters", "live", low=1, high=100000),
-    Param("max_queued_requests", 0, "grounding requests that may wait while one runs; beyond them a request "
-          "is answered busy at once (0: busy whenever one runs)", "live", low=0, high=16),
+    Param("max_queued_requests", 2, "grounding requests that may wait while one runs; beyond them a request "
+          "is answered busy at once (0: busy whenever one runs). 2: three people asking at once are all served, "
+          "and a fourth is told busy at once rather than waiting a grounding more per place in the queue", "live",
+          low=0, high=16),
     Param("prefill_chunk_tokens", 128, "prompt positions the language model reads per step; live tracking "
           "runs between steps (0: the whole prompt in one step)", "live", low=0, high=8192),
     Param("vision_frames_per_step", 1, "frames per vision-tower step of a grounding (0: all in one step)",

@@ -7,8 +7,10 @@ functions serves both, as ``conversions.py`` does for the data messages.
 
 from __future__ import annotations
 
+from sensor_msgs.msg import Image
+
 from sa2va_i_ros.msg import Timing
-from sa2va_i_ros.ros.conversions import tracked_object_msg
+from sa2va_i_ros.ros.conversions import copy_header, tracked_object_msg
 from sa2va_i_ros.runtime.session import SegmentReply, SegmentRequest
 
 
@@ -18,8 +20,14 @@ def segment_request(goal) -> SegmentRequest:
                           prompt_frames=goal.prompt_frames, track=bool(goal.track), window_sec=float(goal.window_sec))
 
 
-def fill_reply(response, reply: SegmentReply) -> None:
-    """Fill a ``Segment.Response`` or a ``SegmentAndTrack.Result`` with the worker's reply."""
+def fill_reply(response, reply: SegmentReply, with_masks: bool = False) -> None:
+    """Fill a ``Segment.Response`` or a ``SegmentAndTrack.Result`` with the worker's reply.
+
+    Without ``with_masks`` (the request's flag, false by default) each object's
+    mask is an empty image with the object's header: ids, boxes, areas, scores,
+    the answer and timing stay, so ``ros2 service call`` prints a screen or two
+    instead of a mask's ~150 000 lines (the masks are on ~/mask and ~/objects).
+    """
     response.success, response.message = reply.success, reply.message
     response.track_id = reply.track_id  # the first of track_ids
     response.track_ids = [int(i) for i in reply.track_ids]
@@ -30,6 +38,9 @@ def fill_reply(response, reply: SegmentReply) -> None:
     ids = list(reply.track_ids) + [0] * len(reply.objects)  # track false: objects without a track (id 0)
     response.objects = [tracked_object_msg(o.header, i, o.query, o.score, o.visible, o.mask, None)
                         for i, o in zip(ids, reply.objects, strict=False)]
+    if not with_masks:
+        for obj in response.objects:
+            obj.mask = Image(header=copy_header(obj.header))
     if response.objects:
         response.object = response.objects[0]
     t = reply.timing_ms
