@@ -21,11 +21,8 @@ header.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import itertools
-import os
-import sys
 import time
 
 import rclpy
@@ -51,6 +48,7 @@ from sa2va_i_ros.ros.diagnostics import RateMeter, diagnostic_array, node_status
 from sa2va_i_ros.ros.frame_publisher import FramePublisher
 from sa2va_i_ros.ros.model_loading import SESSION_SETTINGS, free_memory, load_session
 from sa2va_i_ros.ros.parameters import check_changes, declare_all, read_all
+from sa2va_i_ros.ros.process_exit import exit_now
 from sa2va_i_ros.ros.refusals import refusal
 from sa2va_i_ros.ros.replies import fill_reply, fill_stopped, mark_cancelled, segment_request
 from sa2va_i_ros.runtime.transport_gate import TransportGate
@@ -292,7 +290,7 @@ class SegmentNode(LifecycleNode):
             self.get_logger().warning(f"image stamps jumped back: {result.push.reason}")
             self.frame_publisher.restart()
         elif result.push.code == "held":  # not dropped: buffered once the change is confirmed (or discarded)
-            self._counts["image held"] = self._counts.get("image held", 0) + 1
+            self._counts.add("image held")
             self.get_logger().info(f"image held: {result.push.reason}", throttle_duration_sec=5.0)
         elif not result.push.accepted:
             self._count(f"image {result.push.code}", f"image dropped: {result.push.reason}")
@@ -439,24 +437,6 @@ def run(args=None) -> int:
         node.destroy_node()                                        # loading the model) ends with the process
         rclpy.try_shutdown()
     return 0
-
-
-def exit_now(code: int) -> None:
-    """End the process without Python's interpreter teardown.
-
-    With torch and transformers imported, ``Py_FinalizeEx`` spends seconds in
-    the garbage collector while it tears the modules down (3.4-3.8 s measured
-    after SIGINT on this machine, once ``main`` had cleaned up in 0.01 s): with
-    it, SIGINT took 4.5-6 s, past launch's 5-s limit, so launch escalated to
-    SIGTERM. The atexit handlers still run (logging, coverage) and the standard
-    streams are flushed; ROS entities were destroyed and rclpy shut down by
-    ``run`` already.
-    """
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    os._exit(code)
 
 
 if __name__ == "__main__":
