@@ -39,6 +39,8 @@ EVENT_KINDS = {"started": TrackEvent.STARTED, "lost": TrackEvent.LOST, "found": 
 # reliable and deep: when a track starts, the frames that arrived during grounding may come out in one burst;
 # a KEEP_LAST history shorter than that burst drops outputs a consumer has not acked
 RELIABLE_DEEP = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+# heavy_outputs_qos sensor_data: the overlay and the cloud are dropped, not queued, on a link that cannot keep up
+SENSOR_DATA = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
 
 
 class FramePublisher:
@@ -76,11 +78,12 @@ class FramePublisher:
     def create_publishers(self) -> None:
         """configure: the data topics, as lifecycle publishers (they go live with the node)."""
         node = self._node
+        heavy = SENSOR_DATA if node.get_parameter("heavy_outputs_qos").value == "sensor_data" else RELIABLE_DEEP
         self.pubs = {
             "objects": node.create_lifecycle_publisher(TrackedObjectArray, "~/objects", RELIABLE_DEEP),
             "mask": node.create_lifecycle_publisher(Image, "~/mask", RELIABLE_DEEP),
-            "points": node.create_lifecycle_publisher(PointCloud2, "~/object_points", RELIABLE_DEEP),
-            "overlay": node.create_lifecycle_publisher(Image, "~/overlay", RELIABLE_DEEP),
+            "points": node.create_lifecycle_publisher(PointCloud2, "~/object_points", heavy),
+            "overlay": node.create_lifecycle_publisher(Image, "~/overlay", heavy),
         }
 
     def start(self, use_depth: bool, tolerance_s: float, wait_s: float) -> None:
@@ -209,7 +212,9 @@ class FramePublisher:
             return  # inactive (or cleaned up): lifecycle publishers would drop it anyway
         depth, intrinsics = self._depth_for(depth_msg)
         msgs = frame_messages(out, rgb, depth, intrinsics, self._node.get_parameter("max_points").value,
-                              cloud=pubs["points"].get_subscription_count() > 0)  # the cloud for subscribers
+                              cloud=pubs["points"].get_subscription_count() > 0,  # the cloud for subscribers
+                              object_masks=self._node.get_parameter("objects_with_masks").value,
+                              depth_frame_id=depth_msg.header.frame_id if depth is not None else None)
         for problem in msgs.problems:
             self._count("depth mismatch", problem)
         pubs["objects"].publish(msgs.objects)

@@ -28,6 +28,9 @@ from sa2va_i_ros.ros.conversions import (
 from sa2va_i_ros.ros.markers import MarkedObject, label_on_plane
 from sa2va_i_ros.runtime.session import FrameOutput
 
+# unaligned depth (another frame or size than the colour image) cannot be indexed by a mask's pixels
+ALIGN_HINT = ("depth must be aligned to the colour image (realsense2_camera: align_depth.enable:=true and the "
+              "depth topic .../aligned_depth_to_color/image_raw)")
 _POINT = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("track_id", "<u4")])
 _POINT_FIELDS = [PointField(name="x", offset=0, datatype=PointField.FLOAT32, count=1),
                  PointField(name="y", offset=4, datatype=PointField.FLOAT32, count=1),
@@ -62,19 +65,25 @@ def points_cloud(points_by_id: dict[int, np.ndarray], header) -> PointCloud2:
 
 
 def frame_messages(out: FrameOutput, rgb: np.ndarray | None, depth_m: np.ndarray | None,
-                   intrinsics: geometry.Intrinsics | None, max_points: int, cloud: bool = True) -> FrameMessages:
-    """``cloud`` false: no ~/object_points message (nobody listens; the markers still get the points)."""
+                   intrinsics: geometry.Intrinsics | None, max_points: int, cloud: bool = True,
+                   object_masks: bool = True, depth_frame_id: str | None = None) -> FrameMessages:
+    """``cloud`` false: no ~/object_points message (nobody listens; the markers still get the points).
+    ``object_masks`` false: ~/objects without the full masks (``objects_with_masks``). ``depth_frame_id``:
+    the depth image's frame; depth in another frame than the image is not aligned to it: no 3D output."""
     header = out.header
     problems: list[str] = []
     use_depth = depth_m is not None and intrinsics is not None
     if use_depth and out.objects:
         try:
+            if depth_frame_id and header.frame_id and depth_frame_id != header.frame_id:
+                raise geometry.GeometryError(f"depth is in frame {depth_frame_id!r}, the image in "
+                                             f"{header.frame_id!r}")
             intrinsics.check(depth_m.shape, "depth")
             if depth_m.shape != out.objects[0].mask.shape:
                 raise geometry.GeometryError(f"depth is {depth_m.shape[1]}x{depth_m.shape[0]}, the image "
                                              f"{out.objects[0].mask.shape[1]}x{out.objects[0].mask.shape[0]}")
         except geometry.GeometryError as exc:
-            problems.append(f"no 3D output for this frame: {exc}")
+            problems.append(f"no 3D output for this frame: {exc}; {ALIGN_HINT}")
             use_depth = False
     objects, points, marked = [], {}, []
     for o in out.objects:
@@ -86,6 +95,8 @@ def frame_messages(out: FrameOutput, rgb: np.ndarray | None, depth_m: np.ndarray
             stride = max(1, int(np.ceil(np.sqrt(area / max_points))))
             points[o.track_id] = geometry.masked_points(o.mask, depth_m, intrinsics, stride=stride)
         objects.append(tracked_object_msg(header, o.track_id, o.query, o.score, o.visible, o.mask, centroid))
+        if not object_masks:  # as a light reply: an empty image with the frame's header
+            objects[-1].mask = Image(header=copy_header(header))
         label_at = None if centroid is not None else label_on_plane(o.mask, intrinsics)
         marked.append(MarkedObject(o.track_id, o.query, o.visible, centroid, points.get(o.track_id), label_at))
     msgs = FrameMessages(TrackedObjectArray(header=copy_header(header), objects=objects), _mask_msg(out),

@@ -141,6 +141,12 @@ PARAMETERS: tuple[Param, ...] = (
           "only prompted frames, the newest window frame and the newest frame)", "live", low=0.0, high=60.0),
     # outputs
     Param("publish_overlay", True, "publish ~/overlay (rgb8, for RViz)", "live"),
+    Param("heavy_outputs_qos", "reliable", "QoS of ~/overlay and ~/object_points: reliable (history 100, every "
+          "message reaches a reliable subscriber) or sensor_data (best effort, history 5: a slow link or a "
+          "Jetson drops them instead of queueing; subscribe best effort, e.g. RViz's Reliability Policy)",
+          "configure", choices=("reliable", "sensor_data")),
+    Param("objects_with_masks", True, "~/objects carries each object's full mask; false: an empty mask image "
+          "per object (ids, boxes, areas, scores, centroids stay; the masks are on ~/mask)", "live"),
     Param("diagnostics_period", 1.0, "seconds between /diagnostics messages", "activate", low=0.1,
           high=60.0, read_only=True),
     # lifecycle
