@@ -89,21 +89,31 @@ def _mkdir(path: Path) -> Path:
 def measure(which: str, directory: Path) -> dict:
     """Runs in a child process: imports first, then one measured load into bfloat16 on the CPU."""
     import torch
+    import transformers  # noqa: F401  (imported before the clock on every side)
 
-    from bench import reference_loading
+    from bench import reference_loading, transformers_anchor
     from sa2va_i_ros.model.checkpoint.build import load_model
     from sa2va_i_ros.model.checkpoint.config import read_config
     from sa2va_i_ros.model.checkpoint.load import tensor_files
 
     cfg = read_config(directory)
     disk = sum(f.stat().st_size for f in tensor_files(directory, "bench"))
+    which, _, dtype_name = which.partition(":")
+    dtype = getattr(torch, dtype_name or "bfloat16")
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     before = proc_status_mb("VmRSS")
     t0 = time.perf_counter()
     if which == "ours":
-        net, _ = load_model(cfg, directory, "bench", torch.device("cpu"), torch.bfloat16)
+        net, _ = load_model(cfg, directory, "bench", torch.device("cpu"), dtype)
+    elif which == "engine":  # the whole project load: config, network, tokenizer, engine
+        from sa2va_i_ros.grounding.engine import GroundingEngine
+
+        net = GroundingEngine.load(str(directory), dtype=dtype_name).model
+    elif which == "transformers":
+        _, *nets = transformers_anchor.load_native(transformers_anchor.ensure_native(directory), dtype)
+        net = torch.nn.ModuleList(nets)
     else:
-        net = reference_loading.load_todays_way(cfg, directory, torch.bfloat16)
+        net = reference_loading.load_todays_way(cfg, directory, dtype)
     seconds = time.perf_counter() - t0
     peak = proc_status_mb("VmHWM")
     params = sum(p.numel() for p in net.parameters())
