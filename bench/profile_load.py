@@ -28,21 +28,25 @@ def sections(directory: Path, dtype_name: str) -> dict[str, float]:
         out[name] = round(out.get(name, 0.0) + now - clock[0], 3)
         clock[0] = now
 
+    import sam2  # noqa: F401  (hydra's config module)
+
     from sa2va_i_ros.grounding.engine import GroundingEngine
     from sa2va_i_ros.model.checkpoint import materialise, placement, stream
     from sa2va_i_ros.model.checkpoint.config import read_config
     from sa2va_i_ros.model.checkpoint.load import _plan, layout_of, read_tensor_names, tensor_files
     from sa2va_i_ros.model.checkpoint.tokenizer import load_tokenizer
     from sa2va_i_ros.model.sa2va_model import Sa2VAModel
-    from sa2va_i_ros.model.sam2_model import build_finetuned_decoder, build_sam2
 
     lap("imports (project, sam2, hydra, transformers model classes)")
     dtype = getattr(torch, dtype_name)
     cfg = read_config(directory)
     lap("config.json")
-    sam2 = build_sam2(cfg.sam2, device="meta")
-    build_finetuned_decoder(sam2)
-    lap("SAM2 alone through hydra (compose + instantiate, real init then meta; not part of the load)")
+    from hydra import compose
+
+    from sa2va_i_ros.model.sam2_model import SA2VA_OVERRIDES, SAM2_CONFIG
+
+    compose(config_name=SAM2_CONFIG, overrides=list(SA2VA_OVERRIDES))
+    lap("hydra compose of the SAM2 config alone (also inside the next section)")
     net = Sa2VAModel(cfg, empty=True)
     lap("network on meta (vision, projector, LM, SAM2, decoders)")
     disk = read_tensor_names(tensor_files(directory, "p"), "p")

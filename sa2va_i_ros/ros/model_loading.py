@@ -91,7 +91,13 @@ def load_session(p: dict, track_ids) -> Loaded:
 
 
 def free_memory() -> None:
-    """After a failed configure or a cleanup: the model's memory goes back (CUDA's cache included)."""
+    """After a failed configure or a cleanup: the model's memory goes back (CUDA's cache included).
+
+    Host memory too: glibc keeps freed weight tensors under its mmap threshold
+    (which rises to 32 MB once a large block was freed) in its heaps, so the
+    process held a whole model's RSS after a cleanup until ``malloc_trim``
+    hands those pages back to the system.
+    """
     gc.collect()
     try:
         import torch
@@ -100,3 +106,18 @@ def free_memory() -> None:
             torch.cuda.empty_cache()
     except ImportError:
         pass
+    trim_host_heap()
+
+
+def trim_host_heap() -> None:
+    """glibc's ``malloc_trim(0)``: free heap pages go back to the system (a no-op elsewhere)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, macOS)
+        return
+    trim.argtypes = [ctypes.c_size_t]
+    trim(0)
