@@ -116,10 +116,13 @@ def measure(which: str, directory: Path) -> dict:
     t0 = time.perf_counter()
     if which == "ours":
         net, _ = load_model(cfg, directory, "bench", torch.device("cpu"), dtype)
-    elif which == "engine":  # the whole project load: config, network, tokenizer, engine
+    elif which == "engine":  # the whole project load, as GroundingEngine.load (which allows bfloat16 on GPUs only)
         from sa2va_i_ros.grounding.engine import GroundingEngine
+        from sa2va_i_ros.model.checkpoint.tokenizer import load_tokenizer
 
-        net = GroundingEngine.load(str(directory), dtype=dtype_name).model
+        cfg = read_config(directory)
+        net, report = load_model(cfg, directory, str(directory), torch.device("cpu"), dtype)
+        GroundingEngine(net, load_tokenizer(directory, str(directory)), cfg, torch.device("cpu"), dtype, report)
     elif which == "transformers":
         _, *nets = transformers_anchor.load_native(transformers_anchor.ensure_native(directory), dtype)
         net = torch.nn.ModuleList(nets)
