@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import time
+import weakref
 from dataclasses import dataclass
 
 from sa2va_i_ros.ros.parameters import check_together
@@ -79,6 +80,8 @@ def load_session(p: dict, track_ids) -> Loaded:
                                    original_sam2=p["original_sam2"] or None,
                                    revision=p["model_revision"] or None, lm_devices=p["lm_devices"] or None,
                                    tracker=choice)
+    # the heap is trimmed when the network is really gone: a cleanup's worker thread may drop it after free_memory
+    weakref.finalize(engine.model, trim_host_heap)
     buffer = FrameBuffer(max_frames=p["buffer_max_frames"], max_seconds=p["buffer_max_seconds"],
                          max_bytes=p["buffer_max_megabytes"] << 20, downscale=p["buffer_downscale"] or None)
     session = Session(engine, buffer, tracker_config, Settings(**{k: p[k] for k in SESSION_SETTINGS}),
