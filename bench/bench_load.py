@@ -12,6 +12,13 @@ side of a GPU load; this machine has no GPU):
   random float32 weights, each tensor copied in from the memory-mapped shard,
   then the whole model cast to bfloat16 (``bench.reference_loading``).
 
+Then the anchor a user compares against (``versus_transformers``): the project's
+whole load (``GroundingEngine.load``: config, network, tokenizer) against
+transformers' own ``from_pretrained`` of the equivalent native models, the same
+tensors re-keyed (``bench.transformers_anchor``), in float32 (the CPU default)
+and bfloat16, interleaved fresh processes, medians; and the node's configure,
+cold and after a lifecycle cleanup (``bench.load_node``).
+
 Memory = peak RSS during the load minus RSS before it (after imports), over the
 bytes of the shards. ``load8b`` does the same for the Sa2VA-8B dimensions
 (InternLM2-7B language model), with the language model cut to a few of its 32
@@ -24,16 +31,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from bench import load_node, transformers_anchor
 from bench.bench_streaming import proc_status_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "bench" / ".cache"
 LAYERS_8B = 4  # of 32: the rest of the network at its real size
+ROUNDS = 3  # interleaved runs per side in the comparison with transformers
 
 
 def config_1b() -> dict:
@@ -89,6 +100,7 @@ def _mkdir(path: Path) -> Path:
 def measure(which: str, directory: Path) -> dict:
     """Runs in a child process: imports first, then one measured load into bfloat16 on the CPU."""
     import torch
+    import transformers  # noqa: F401  (imported before the clock on every side)
 
     from bench import reference_loading
     from sa2va_i_ros.model.checkpoint.build import load_model
@@ -97,13 +109,25 @@ def measure(which: str, directory: Path) -> dict:
 
     cfg = read_config(directory)
     disk = sum(f.stat().st_size for f in tensor_files(directory, "bench"))
+    which, _, dtype_name = which.partition(":")
+    dtype = getattr(torch, dtype_name or "bfloat16")
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     before = proc_status_mb("VmRSS")
     t0 = time.perf_counter()
     if which == "ours":
-        net, _ = load_model(cfg, directory, "bench", torch.device("cpu"), torch.bfloat16)
+        net, _ = load_model(cfg, directory, "bench", torch.device("cpu"), dtype)
+    elif which == "engine":  # the whole project load, as GroundingEngine.load (which allows bfloat16 on GPUs only)
+        from sa2va_i_ros.grounding.engine import GroundingEngine
+        from sa2va_i_ros.model.checkpoint.tokenizer import load_tokenizer
+
+        cfg = read_config(directory)
+        net, report = load_model(cfg, directory, str(directory), torch.device("cpu"), dtype)
+        GroundingEngine(net, load_tokenizer(directory, str(directory)), cfg, torch.device("cpu"), dtype, report)
+    elif which == "transformers":
+        _, *nets = transformers_anchor.load_native(transformers_anchor.ensure_native(directory), dtype)
+        net = torch.nn.ModuleList(nets)
     else:
-        net = reference_loading.load_todays_way(cfg, directory, torch.bfloat16)
+        net = reference_loading.load_todays_way(cfg, directory, dtype)
     seconds = time.perf_counter() - t0
     peak = proc_status_mb("VmHWM")
     params = sum(p.numel() for p in net.parameters())
@@ -127,10 +151,39 @@ def _warm_page_cache(directory: Path) -> None:
                 pass
 
 
+def versus_transformers(directory: Path, out: dict, rounds: int = ROUNDS) -> dict:
+    """``load.seconds_ratio_vs_transformers`` (float32, the CPU default) and ``..._bf16``: medians of interleaved runs.
+
+    Each run is a fresh process: the project's whole load (``GroundingEngine.load``:
+    config, network, tokenizer) against transformers' tokenizer +
+    ``from_pretrained`` of the native models (``bench.transformers_anchor``), torch
+    and transformers imported before the clock on both sides.
+    """
+    native = transformers_anchor.ensure_native(directory)
+    for dtype, suffix in (("float32", ""), ("bfloat16", "_bf16")):
+        runs: dict[str, list[dict]] = {"engine": [], "transformers": []}
+        for _ in range(rounds):
+            for which in runs:
+                _warm_page_cache(native / "internvl" if which == "transformers" else directory)
+                runs[which].append(_child(f"{which}:{dtype}", directory))
+        ours, theirs = ({k: statistics.median(r[k] for r in runs[w]) for k in ("seconds", "peak_mb")}
+                        for w in ("engine", "transformers"))
+        out[f"load.seconds{suffix}_project"] = round(ours["seconds"], 2)
+        out[f"load.seconds{suffix}_transformers"] = round(theirs["seconds"], 2)
+        out[f"load.seconds_ratio_vs_transformers{suffix}"] = round(ours["seconds"] / theirs["seconds"], 3)
+        out[f"load.peak_rss_ratio_vs_transformers{suffix}"] = round(ours["peak_mb"] / theirs["peak_mb"], 3)
+        out[f"load.runs{suffix}"] = {w: [round(r["seconds"], 2) for r in rs] for w, rs in runs.items()}
+    out["load.conditions"] = (f"{rounds} interleaved fresh processes per side and dtype, medians; shards in the page "
+                              f"cache; load average {os.getloadavg()[0]:.1f} at the end")
+    return out
+
+
 def run(out: dict | None = None, with_reference: bool = True) -> dict:
-    """The 1B figures (``load.*``), ours and today's way side by side."""
+    """The 1B figures (``load.*``): ours and today's way, ours and transformers', cold and re-configure."""
     out = {} if out is None else out
     directory = ensure_model("1b")
+    versus_transformers(directory, out)
+    load_node.run(directory, out)
     _warm_page_cache(directory)
     ours = _child("ours", directory)
     out["load.model"] = (f"random weights, official layout, Sa2VA-i-1B dimensions ({ours['params'] / 1e9:.2f} B "

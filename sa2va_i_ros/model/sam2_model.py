@@ -14,6 +14,7 @@ the same configuration, held beside the model (see ``build_finetuned_decoder``).
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -125,17 +126,28 @@ def build_sam2(spec: Sam2Spec | None = None, device: str | torch.device = "cpu",
     config, so that a chosen tracker differs from Sa2VA's only by its model.
     Weights are loaded afterwards by the checkpoint loader; the model is in eval mode.
     """
-    import sam2  # noqa: F401  (initialises sam2's hydra config module)
-    from hydra import compose
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
     sizes = [] if spec is None else spec.hydra_overrides(always=config != SAM2_CONFIG)
-    cfg = compose(config_name=config, overrides=[*SA2VA_OVERRIDES, *sizes])
-    OmegaConf.resolve(cfg)
-    model = instantiate(cfg.model, _recursive_=True)
+    model = instantiate(composed(config, (*SA2VA_OVERRIDES, *sizes)).model, _recursive_=True)
     model.sa2va_i_ros_config = config  # named in exported graphs (tracking/onnx); no effect on the model
     return model.to(device).eval()
+
+
+@functools.lru_cache(maxsize=16)
+def composed(config: str, overrides: tuple[str, ...]):
+    """sam2's hydra config with ``overrides``, resolved; composed once per process (``checkpoint.reuse``).
+
+    Safe to share: it comes from the installed sam2 package's files, and
+    ``instantiate`` deep-copies the config it is given.
+    """
+    import sam2  # noqa: F401  (initialises sam2's hydra config module)
+    from hydra import compose
+    from omegaconf import OmegaConf
+
+    cfg = compose(config_name=config, overrides=list(overrides))
+    OmegaConf.resolve(cfg)
+    return cfg
 
 
 def build_finetuned_decoder(sam2_model: nn.Module) -> nn.Module:

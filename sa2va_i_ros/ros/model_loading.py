@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import time
+import weakref
 from dataclasses import dataclass
 
 from sa2va_i_ros.ros.parameters import check_together
@@ -79,6 +80,8 @@ def load_session(p: dict, track_ids) -> Loaded:
                                    original_sam2=p["original_sam2"] or None,
                                    revision=p["model_revision"] or None, lm_devices=p["lm_devices"] or None,
                                    tracker=choice)
+    # the heap is trimmed when the network is really gone: a cleanup's worker thread may drop it after free_memory
+    weakref.finalize(engine.model, trim_host_heap)
     buffer = FrameBuffer(max_frames=p["buffer_max_frames"], max_seconds=p["buffer_max_seconds"],
                          max_bytes=p["buffer_max_megabytes"] << 20, downscale=p["buffer_downscale"] or None)
     session = Session(engine, buffer, tracker_config, Settings(**{k: p[k] for k in SESSION_SETTINGS}),
@@ -91,7 +94,13 @@ def load_session(p: dict, track_ids) -> Loaded:
 
 
 def free_memory() -> None:
-    """After a failed configure or a cleanup: the model's memory goes back (CUDA's cache included)."""
+    """After a failed configure or a cleanup: the model's memory goes back (CUDA's cache included).
+
+    Host memory too: glibc keeps freed weight tensors under its mmap threshold
+    (which rises to 32 MB once a large block was freed) in its heaps, so the
+    process held a whole model's RSS after a cleanup until ``malloc_trim``
+    hands those pages back to the system.
+    """
     gc.collect()
     try:
         import torch
@@ -100,3 +109,18 @@ def free_memory() -> None:
             torch.cuda.empty_cache()
     except ImportError:
         pass
+    trim_host_heap()
+
+
+def trim_host_heap() -> None:
+    """glibc's ``malloc_trim(0)``: free heap pages go back to the system (a no-op elsewhere)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, macOS)
+        return
+    trim.argtypes = [ctypes.c_size_t]
+    trim(0)

@@ -206,13 +206,15 @@ class SegmentNode(LifecycleNode):
         self.active = False
         self.newest_in = None
         worker, self.worker, self.session = self.worker, None, None
-        if worker is None:
-            free_memory()
         # STOPPED (and DELETE markers) per track
-        elif not worker.close(f"{reason} while this request was served", then=free_memory):
+        ended = worker is None or worker.close(f"{reason} while this request was served", then=free_memory)
+        if not ended:
             self.get_logger().warning("a model step outlived the shutdown wait: it was asked to stop, and the "
                                       "model's memory goes back when it ends")
         self.frame_publisher.release(self._newest_header(worker))
+        del worker  # the last reference: the worker and its loop hold each other, free_memory collects them
+        if ended:
+            free_memory()
 
     def _newest_header(self, worker=None) -> Header:
         """The newest camera frame's header (for DELETE markers sent between frames)."""

@@ -177,14 +177,7 @@ def load_weights(model: torch.nn.Module, directory: Path, name: str, original_sa
     if placement is not None or materialise.meta_tensors(model):
         materialise.allocate(model, placement or (lambda _: (torch.device("cpu"), torch.float32)))
     params = model.state_dict(keep_vars=True)
-    by_file: dict[Path, Plan] = {}
-    for t, found in plan:
-        by_file.setdefault(t.file, []).append((t, found))
-    for file, items in by_file.items():
-        with stream.open_for_reading(file) as f:
-            for t, found in sorted(items, key=lambda item: item[0].start):
-                for target, pieces in found:
-                    stream.copy_rows(f, t, params[target].data, pieces)
+    stream.read_all([(t, params[target].data, pieces) for t, found in plan for target, pieces in found])
     left = materialise.meta_tensors(model)
     if left:
         raise CheckpointError(f"{name}: tensors left without weights: {', '.join(left[:5])}")

@@ -54,11 +54,5 @@ def load_checkpoint_sam2(model: str, original_sam2: str | Path | None = None, re
     if missing or unexpected or mismatched:
         err = StrictLoadError(missing, unexpected, mismatched)
         raise CheckpointError(f"{model}: its SAM2 does not fit the spec: {err}") from err
-    by_file: dict[Path, list[tuple[str, stream.Entry]]] = {}
-    for target, entry in entries.items():
-        by_file.setdefault(entry.file, []).append((target, entry))
-    for file, items in by_file.items():
-        with stream.open_for_reading(file) as f:
-            for target, entry in sorted(items, key=lambda item: item[1].start):
-                stream.copy_rows(f, entry, params[target].data, [(0, entry.rows, 0)])
+    stream.read_all([(entry, params[target].data, [(0, entry.rows, 0)]) for target, entry in entries.items()])
     return sam2.eval()

@@ -25,7 +25,16 @@ INTERNLM2_CLASSES = ("InternLM2Tokenizer", "InternLM2TokenizerFast")
 
 
 def load_tokenizer(directory: Path, name: str):
-    """The checkpoint's tokenizer (the class comes from tokenizer_config.json, not config.json's auto_map)."""
+    """The checkpoint's tokenizer (the class comes from tokenizer_config.json, not config.json's auto_map).
+
+    Reused while its files stay the same (``reuse.tokenizer``: a cleanup + configure does not build it again).
+    """
+    from sa2va_i_ros.model.checkpoint import reuse
+
+    return reuse.tokenizer(directory, lambda: _build_tokenizer(directory, name))
+
+
+def _build_tokenizer(directory: Path, name: str):
     import transformers
 
     try:
