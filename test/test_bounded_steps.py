@@ -92,18 +92,7 @@ def test_async_seeding_is_one_prompted_frame_per_step_and_live_steps_go_on(profi
     seeding is at most two live steps and one stage."""
     p = PROFILES[profile]
     sim = Simulation(p, 30, Settings(**STEP))
-    a, b = sim.request(2.0, "the cup"), sim.request(4.0 + 3 * p.grounding_s(), "the bowl")
-    background, seeding = sim.worker._background_step, []
-
-    def noted() -> None:
-        job, t0 = sim.worker.job, sim.clock.now()
-        phase = job.phase if job is not None else None
-        background()
-        sim.worker.device_time.sync()
-        if phase is Phase.SEEDING:
-            seeding.append(sim.clock.now() - t0)
-    sim.worker._background_step = noted
-    sim.run(8.0 + 6 * p.grounding_s())
+    a, b, seeding = two_queries_timing_seeding(sim, p)
     check_stream(sim)
     assert b.reply.success and b.ticket.record.first_live is not None
     assert sim.longest_background_step() <= longest_stage_s(p, prompts=1) + 1e-9
@@ -149,6 +138,18 @@ def test_async_a_tracker_on_its_own_sam2_seeds_an_encoder_pass_per_step():
     p = PROFILES["desktop_gpu"]
     sim = Simulation(p, 30, Settings(**STEP))
     sim.tracker.own_encoder = True
+    a, b, seeding = two_queries_timing_seeding(sim, p)
+    check_stream(sim)
+    assert a.reply.success and b.reply.success
+    assert len(seeding) == 2 * (2 * 5 + 1)  # an encoder pass, then a prompt, per prompted frame; then the catch-up
+    assert max(seeding) == pytest.approx(max(p.encode_s, p.seed_prompt_s))
+    assert sim.worker.costs.seed_prompt_s == pytest.approx(p.encode_s + p.seed_prompt_s)
+    check_joined_in_budget(sim, b, 1.0)
+
+
+def two_queries_timing_seeding(sim, p):
+    """Two queries, the second while the first is tracked; returns their requests and each seeding step's
+    device-synchronised duration."""
     a, b = sim.request(2.0, "the cup"), sim.request(4.0 + 3 * p.grounding_s(), "the bowl")
     background, seeding = sim.worker._background_step, []
 
@@ -161,9 +162,4 @@ def test_async_a_tracker_on_its_own_sam2_seeds_an_encoder_pass_per_step():
             seeding.append(sim.clock.now() - t0)
     sim.worker._background_step = noted
     sim.run(8.0 + 6 * p.grounding_s())
-    check_stream(sim)
-    assert a.reply.success and b.reply.success
-    assert len(seeding) == 2 * (2 * 5 + 1)  # an encoder pass, then a prompt, per prompted frame; then the catch-up
-    assert max(seeding) == pytest.approx(max(p.encode_s, p.seed_prompt_s))
-    assert sim.worker.costs.seed_prompt_s == pytest.approx(p.encode_s + p.seed_prompt_s)
-    check_joined_in_budget(sim, b, 1.0)
+    return a, b, seeding
