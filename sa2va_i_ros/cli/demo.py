@@ -23,8 +23,9 @@ from pathlib import Path
 
 from PIL import Image
 
-# 13 s of camera, so that even a slow, busy machine sees the track on live frames; the replay stops early
-RECORDING_FRAMES, LIVE_FRAMES = 200, 15
+# 30 s of camera, so that even a slow, busy machine sees the track on live frames (13 s were not always enough
+# on 2 busy cores: 7 and 13 live frames seen); the replay stops early, once LIVE_FRAMES were tracked live
+RECORDING_FRAMES, LIVE_FRAMES = 450, 15
 NOTE = ("NOTE: the embedded checkpoint has RANDOM weights: the plumbing (bag -> node -> masks, stamps, "
         "tracking) is real, the masks are not meaningful.\n"
         "      Real model on a GPU machine: ros2 launch sa2va_i_ros segment.launch.py model:=kumuji/Sa2VA-i-1B "
