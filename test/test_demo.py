@@ -19,7 +19,8 @@ def test_demo_writes_a_consistent_summary(tmp_path, capsys):
     assert printed.rstrip().endswith("--device cuda)")  # the note comes first and last
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["success"] and summary["answer"] == DEFAULT_ANSWER
-    assert summary["frames_in_recording"] == demo.RECORDING_FRAMES and summary["frames_replayed"] >= 20 and summary["stamps_match"]
+    assert summary["frames_in_recording"] == demo.RECORDING_FRAMES
+    assert summary["frames_replayed"] >= 20 and summary["stamps_match"]
     # every frame after the query came out, or the node reports it dropped (stale) or thinned (catch-up)
     missing = summary["frames_without_output"]
     assert summary["masks_published"] + len(missing) == summary["frames_after_query"] > 0
