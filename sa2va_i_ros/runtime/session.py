@@ -22,6 +22,7 @@ from PIL import Image
 
 from sa2va_i_ros.errors import FramesError, QueryError, Sa2VAError
 from sa2va_i_ros.grounding.engine import GroundingOptions
+from sa2va_i_ros.model.generation import drain
 from sa2va_i_ros.model.sampling import SAMPLING_MODES
 from sa2va_i_ros.runtime.catch_up import CatchUp, resized
 from sa2va_i_ros.runtime.frame_buffer import Frame, FrameBuffer, Push, check_rgb
@@ -290,12 +291,7 @@ class Session:
 
     def seed(self, g: Grounding, deadline: float, max_held: int, obj_id: int | None = None) -> CatchUp:
         """``seed_steps`` all at once."""
-        steps = self.seed_steps(g, deadline, max_held, obj_id)
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                return done.value
+        return drain(self.seed_steps(g, deadline, max_held, obj_id))
 
     def seed_steps(self, g: Grounding, deadline: float, max_held: int,
                    obj_id: int | None = None) -> Generator[int, None, CatchUp]:

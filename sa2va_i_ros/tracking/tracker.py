@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from sa2va_i_ros.errors import Cancelled, ObjectFault
+from sa2va_i_ros.model.generation import drain
 from sa2va_i_ros.model.preprocess import check_frame
 from sa2va_i_ros.tracking.config import TrackerConfig, check_gap_policy
 from sa2va_i_ros.tracking.fast import FastPaths, resolve_fast_paths
@@ -324,15 +325,6 @@ def _own(obj_id: int, work: Callable, *args, **kwargs):
 def _check(cancelled: Callable[[], bool] | None) -> None:
     if cancelled is not None and cancelled():
         raise Cancelled("cancelled while catching up")
-
-
-def drain(steps):
-    """Run a generator to its end; its return value."""
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value
 
 
 def advance_together(tracker: StreamingTracker, prepared: list[PreparedObject], *, window_index: int | None = None,

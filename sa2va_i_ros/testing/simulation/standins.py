@@ -26,6 +26,7 @@ import numpy as np
 
 from sa2va_i_ros.errors import Cancelled, QueryError
 from sa2va_i_ros.grounding.engine import GroundingOptions
+from sa2va_i_ros.model.generation import drain
 from sa2va_i_ros.model.sampling import sample_indices, unique_in_order
 from sa2va_i_ros.testing.simulation.clock import SimClock
 from sa2va_i_ros.testing.simulation.device import AsyncDevice
@@ -163,12 +164,7 @@ class StandInTracker:
         return self._objects[obj_id].presence.visible
 
     def seed_object(self, grounding, *, obj_id: int) -> PreparedObject:
-        steps = self.seed_steps(grounding, obj_id=obj_id)
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                return done.value
+        return drain(self.seed_steps(grounding, obj_id=obj_id))
 
     def seed_steps(self, grounding, *, obj_id: int):
         """As ``StreamingTracker.seed_steps``: per prompted frame its encoder pass (``own_encoder`` only),
