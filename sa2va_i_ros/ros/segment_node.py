@@ -216,6 +216,23 @@ class SegmentNode(LifecycleNode):
         if ended:
             free_memory()
 
+    def destroy_node(self) -> None:
+        """Destroy the node so that it leaves the ROS graph and its DDS participant goes now.
+
+        rclpy's ``Node.destroy_node`` leaves the action server and
+        ``LifecycleNode`` its state machine, both holding the node's handle: the
+        node stayed in the graph and its participant stayed open until the
+        Python object was collected, which the publisher thread (holding the
+        node) prevented. A process
+        that made nodes one after another (the test suite) collected dozens of
+        participants, and past about 30 its subprocesses' nodes no longer heard it.
+        """
+        self.frame_publisher.queue.drain(1.0)
+        self.frame_publisher.queue.close()
+        self._action.destroy()
+        super().destroy_node()
+        self._state_machine.destroy_when_not_in_use()
+
     def _newest_header(self, worker=None) -> Header:
         """The newest camera frame's header (for DELETE markers sent between frames)."""
         worker = worker or self.worker
