@@ -10,6 +10,7 @@ nodes no longer heard the pytest process's.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
@@ -26,10 +27,8 @@ def open_sockets() -> int:
     """Sockets this process holds (a Fast DDS participant holds several of its own)."""
     count = 0
     for fd in os.listdir("/proc/self/fd"):
-        try:
+        with contextlib.suppress(OSError):  # the fd of listdir itself, closed meanwhile
             count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
-        except OSError:  # the fd of listdir itself, closed meanwhile
-            pass
     return count
 
 
