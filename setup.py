@@ -36,7 +36,7 @@ setup(
                     "onnx": ["onnx", "onnxruntime", "onnxscript"]},
     entry_points={
         "console_scripts": [
-            "segment_node = sa2va_i_ros.ros.segment_node:main",
+            "segment_node = sa2va_i_ros.ros.node_process:main",
             "sa2va-i-tiny-checkpoint = sa2va_i_ros.cli.tiny_checkpoint:main",
             "sa2va-i-video = sa2va_i_ros.cli.video:main",
             "sa2va-i-eval = sa2va_i_ros.cli.evaluate:main",

@@ -71,7 +71,7 @@ def node_overhead(frames: int = 200, rate_hz: float = 10.0, with_overlay: bool =
 
     if not (CACHE / "config.json").is_file():
         write_tiny_checkpoint(CACHE)
-    proc = subprocess.Popen([sys.executable, "-m", "sa2va_i_ros.ros.segment_node", "--ros-args",
+    proc = subprocess.Popen([sys.executable, "-m", "sa2va_i_ros.ros.node_process", "--ros-args",
                              "-r", "__node:=bench_node", "-r", "image:=/bench/image", "-p", f"model:={CACHE}",
                              "-p", "diagnostics_period:=0.5"],
                             env=local_ros_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

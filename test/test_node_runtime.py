@@ -232,7 +232,7 @@ def test_autostart_configures_and_activates_once(node):
 
 def test_the_process_exits_after_the_shutdown_transition(tiny_checkpoint, rclpy_context):
     env = local_ros_env()
-    proc = subprocess.Popen([sys.executable, "-m", "sa2va_i_ros.ros.segment_node", "--ros-args", "-r",
+    proc = subprocess.Popen([sys.executable, "-m", "sa2va_i_ros.ros.node_process", "--ros-args", "-r",
                              "__node:=exit_node", "-p", f"model:={tiny_checkpoint}", "-p", "autostart:=true"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     client = rclpy.create_node("exit_client", context=rclpy_context)

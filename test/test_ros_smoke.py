@@ -49,7 +49,7 @@ def test_node_process_service_and_messages_across_processes(tiny_checkpoint, rcl
     env = local_ros_env()
     assert env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST" and env["FASTDDS_DEFAULT_PROFILES_FILE"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sa2va_i_ros.ros.segment_node", "--ros-args", "-r", "__node:=smoke_node",
+        [sys.executable, "-m", "sa2va_i_ros.ros.node_process", "--ros-args", "-r", "__node:=smoke_node",
          "-r", "image:=/smoke/image", "-p", f"model:={tiny_checkpoint}"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     node = rclpy.create_node("smoke_client", context=rclpy_context)

@@ -25,13 +25,11 @@ import contextlib
 import itertools
 import time
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
-from rclpy._rclpy_pybind11 import RCLError
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -48,7 +46,6 @@ from sa2va_i_ros.ros.diagnostics import RateMeter, diagnostic_array, node_status
 from sa2va_i_ros.ros.frame_publisher import FramePublisher
 from sa2va_i_ros.ros.model_loading import SESSION_SETTINGS, free_memory, load_session
 from sa2va_i_ros.ros.parameters import check_changes, declare_all, read_all
-from sa2va_i_ros.ros.process_exit import exit_now
 from sa2va_i_ros.ros.refusals import refusal
 from sa2va_i_ros.ros.replies import fill_reply, fill_stopped, mark_cancelled, segment_request
 from sa2va_i_ros.runtime.transport_gate import TransportGate
@@ -217,18 +214,11 @@ class SegmentNode(LifecycleNode):
             free_memory()
 
     def destroy_node(self) -> None:
-        """Destroy the node so that it leaves the ROS graph and its DDS participant goes now.
-
-        rclpy's ``Node.destroy_node`` leaves the action server and
-        ``LifecycleNode`` its state machine, both holding the node's handle: the
-        node stayed in the graph and its participant stayed open until the
-        Python object was collected, which the publisher thread (holding the
-        node) prevented. A process
-        that made nodes one after another (the test suite) collected dozens of
-        participants, and past about 30 its subprocesses' nodes no longer heard it.
-        """
+        """Leave the graph and close the DDS participant now: rclpy leaves the action server and the lifecycle
+        state machine, which hold the node's handle (a pytest process piled up participants until its
+        subprocesses' nodes no longer heard it: test_node_destroy.py)."""
         self.frame_publisher.queue.drain(1.0)
-        self.frame_publisher.queue.close()
+        self.frame_publisher.queue.close()  # its thread holds the node
         self._action.destroy()
         super().destroy_node()
         self._state_machine.destroy_when_not_in_use()
@@ -420,43 +410,3 @@ class SegmentNode(LifecycleNode):
                                  newest_in=self.newest_in if self.worker is not None else None)
         self._diag_pub.publish(diagnostic_array(self.get_clock().now().to_msg(), statuses))
 
-
-# SIGINT: how long a worker step under way may still run before the process ends anyway (launch escalates
-# to SIGTERM after 5 s; the step's work is lost either way, the process memory goes with it)
-EXIT_STEP_WAIT_S = 1.0
-
-
-def main(args=None) -> int:
-    """The process: spin until SIGINT or the shutdown transition, then end at once (``exit_now``)."""
-    exit_now(run(args))
-
-
-def run(args=None) -> int:
-    rclpy.init(args=args)
-    node = SegmentNode()
-    executor = make_executor()
-    executor.add_node(node)
-    try:
-        executor.spin_until_future_complete(node.exit_requested)
-        end = time.monotonic() + 0.5  # let the shutdown transition's reply go out
-        while time.monotonic() < end and node.context.ok():  # SIGINT shuts the context down: no more spinning
-            executor.spin_once(timeout_sec=0.05)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except RCLError:
-        if node.context.ok():  # only a shut-down context (SIGINT between the check and the spin) is expected
-            raise
-    finally:
-        worker = node.worker
-        if worker is not None:  # every request under way is answered; a step under way gets EXIT_STEP_WAIT_S
-            worker.close("the node process is exiting", timeout=EXIT_STEP_WAIT_S)
-        node.frame_publisher.queue.drain(EXIT_STEP_WAIT_S)  # its STOPPED events go out before the node goes
-        node.frame_publisher.queue.close()
-        executor.shutdown(timeout_sec=0, wait_for_threads=False)  # a callback still running (a configure
-        node.destroy_node()                                        # loading the model) ends with the process
-        rclpy.try_shutdown()
-    return 0
-
-
-if __name__ == "__main__":
-    main()

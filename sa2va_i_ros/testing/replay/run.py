@@ -27,7 +27,7 @@ def _params_file() -> Path:
 def node_command(opts: ReplayOptions) -> list[str]:
     """The executable with the parameters file and remaps the launch file passes."""
     params = {"model": str(opts.model), "device": "cpu", "use_depth": opts.use_depth, **opts.params}
-    cmd = [sys.executable, "-m", "sa2va_i_ros.ros.segment_node", "--ros-args", "-r", f"__node:={opts.node_name}",
+    cmd = [sys.executable, "-m", "sa2va_i_ros.ros.node_process", "--ros-args", "-r", f"__node:={opts.node_name}",
            "--params-file", str(_params_file()),
            "-r", f"image:={COLOR_TOPIC}", "-r", f"depth:={DEPTH_TOPIC}", "-r", f"camera_info:={INFO_TOPIC}"]
     for key, value in params.items():
