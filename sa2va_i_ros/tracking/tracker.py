@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
@@ -44,6 +45,13 @@ class StreamingTracker:
         self._horizons = memory_horizons(model, self.config.num_frames)
         self._objects: dict[int, ObjectTrack] = {}
         self._next_id = 1
+
+    def sibling(self) -> StreamingTracker:
+        """A tracker with no objects on this one's model, runner and compiled paths: another camera's state,
+        the weights held once (the runner keeps no per-object state; one thread calls both)."""
+        twin = copy.copy(self)
+        twin._objects, twin._next_id = {}, 1
+        return twin
 
     # -- queries ----------------------------------------------------------------------------
     @property

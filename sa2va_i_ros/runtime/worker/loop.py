@@ -38,7 +38,9 @@ COUNTS = ("frames_in", "frames_live", "frames_dropped_stale", "frames_catch_up",
 class WorkerLoop:
     """The worker's state and its units of work; ``PerceptionWorker`` adds the thread and the callers' API."""
 
-    def __init__(self, session: Session, emitter=None, clock: Clock | None = None):
+    def __init__(self, session: Session, emitter=None, clock: Clock | None = None,
+                 lock: threading.Condition | None = None):
+        """``lock``: shared by the workers of several cameras driven by one thread (``cameras.py``)."""
         self.session = session
         self.clock = clock or MonotonicClock()
         self.costs = CostModel()
@@ -48,7 +50,7 @@ class WorkerLoop:
         self.device = device_of(session)
         self.device_time = DeviceTime(synchronizer(*session_devices(session)), self.clock)  # steps end synchronised
         self.step_log: deque[tuple[str, float, float]] | None = None  # (kind, start, end), for the simulator
-        self.lock = threading.Condition()  # inbox, queue, settings changes, closed
+        self.lock = lock or threading.Condition()  # inbox, queue, settings changes, closed
         self.intake = Intake()
         self.regrounder = Regrounder(RegroundPlan(reground_settings(session.settings)),
                                      lambda *a: submit(self, *a),
@@ -63,6 +65,10 @@ class WorkerLoop:
         self._since_live = 0  # frames that arrived since the last live step while objects were tracked
         self._turn: float | None = None  # background seconds since the last live step
         self.on_fault: Callable[[str], None] | None = None  # also told every contained fault (the node's log)
+        # several cameras, one model (cameras.py): whether a queued request may start now (one grounding at a
+        # time across cameras), and since when this camera's oldest unserved work waits (the stalest goes first)
+        self.may_start_job: Callable[[], bool] = lambda: True
+        self.work_since: float | None = None
 
     @property
     def tracks(self) -> dict[int, str]:
@@ -89,7 +95,7 @@ class WorkerLoop:
             self.session.set_presence(also=job.catch_up.prepared if job and job.catch_up else ())
         for frame, reset in arrived:
             self._arrived(frame, reset)
-        background = self.job is not None or bool(self.intake)
+        background = self.job is not None or (bool(self.intake) and self.may_start_job())
         if self._live_ready() and not (background and self._turn_open()):
             newest = self.newest
             if self._timed("live", self._live_step):
@@ -113,8 +119,14 @@ class WorkerLoop:
         raise RuntimeError(f"still busy after {max_steps} steps")
 
     def _has_work(self) -> bool:
-        return bool(self._inbox) or bool(self.intake) or self.job is not None or self._presence_dirty \
+        return bool(self._inbox) or (bool(self.intake) and self.may_start_job()) or self.job is not None \
+            or self._presence_dirty \
             or bool(self.registry.stopping) or self._live_ready()
+
+    def mark_work(self) -> None:
+        """Work was handed over (under ``lock``): this camera waits from now, unless it already did."""
+        if self.work_since is None:
+            self.work_since = self.clock.now()
 
     def _live_ready(self) -> bool:
         newest = self.newest

@@ -26,8 +26,10 @@ from sa2va_i_ros.runtime.worker.regrounds import reground_settings
 
 class PerceptionWorker(WorkerLoop):
     def __init__(self, session: Session, emitter=None, clock: Clock | None = None, threaded: bool = True,
-                 name: str = "perception-worker"):
-        super().__init__(session, emitter, clock)
+                 name: str = "perception-worker", lock: threading.Condition | None = None):
+        """``threaded``: a thread of its own runs the steps (else the caller runs ``run_once``: tests, the
+        simulator, or ``CameraWorkers``, whose thread serves several cameras' workers sharing ``lock``)."""
+        super().__init__(session, emitter, clock, lock)
         self._waiting = False  # the worker thread waits for work (set and read under the lock)
         self._then: Callable[[], None] | None = None  # close()'s release, when a step outlived its timeout
         self._exited = False  # the thread left its loop (set under the lock)
@@ -47,6 +49,7 @@ class PerceptionWorker(WorkerLoop):
                 for f in fi.pushed:  # the camera's period, from its stamps
                     self.costs.arrived(f.stamp_ns / 1e9)
                 self.counts["frames_in"] += len(fi.pushed)
+                self.mark_work()
                 self.lock.notify_all()
         return fi
 
@@ -75,6 +78,7 @@ class PerceptionWorker(WorkerLoop):
                        "try again")
             if why is None:
                 self.records.append(self.intake.add(ticket))
+                self.mark_work()
                 if occupied and progress is not None:
                     progress("queued", 0.0, f"waiting for {len(self.intake) - 1 + (self.job is not None)} "
                                             "request(s) ahead")
@@ -97,6 +101,7 @@ class PerceptionWorker(WorkerLoop):
         """Stop one announced track (or all with 0): STOPPED is published now, nothing of it after."""
         ids = self.registry.stop(track_id, self.newest_header)
         with self.lock:
+            self.mark_work()
             self.lock.notify_all()
         return ids
 
@@ -106,6 +111,7 @@ class PerceptionWorker(WorkerLoop):
             self.session.buffer.clear()
             self.session.gate.clear()
             self._inbox.append((None, True))
+            self.mark_work()
             self.lock.notify_all()
 
     def update(self, **changes) -> None:
@@ -115,6 +121,7 @@ class PerceptionWorker(WorkerLoop):
             self.session.update(**changes)
             if {"presence_threshold", "lost_after_frames", "found_after_frames"} & set(changes):
                 self._presence_dirty = True
+                self.mark_work()
             if any(k.startswith("reground_") for k in changes):
                 self.regrounder.plan.configure(reground_settings(self.session.settings))
 
@@ -167,6 +174,18 @@ class PerceptionWorker(WorkerLoop):
         return ended
 
     # -- the worker thread --------------------------------------------------------------------------------
+    def step(self) -> bool:
+        """``run_once`` on the worker thread: a bug in one step must not end the thread; it is reported."""
+        try:
+            return self.run_once()
+        except Exception as exc:
+            self.errors.append(exc)
+            traceback.print_exc()
+            message = describe("a worker step", exc, self.device)
+            self.health.fault("worker", message)
+            self.faults_log(message)
+            return True
+
     def _run(self) -> None:
         try:
             while True:
@@ -177,14 +196,7 @@ class PerceptionWorker(WorkerLoop):
                     self._waiting = False
                     if self.closed:
                         return
-                try:
-                    self.run_once()
-                except Exception as exc:  # a bug in one step must not end the thread: report it and go on
-                    self.errors.append(exc)
-                    traceback.print_exc()
-                    message = describe("a worker step", exc, self.device)
-                    self.health.fault("worker", message)
-                    self.faults_log(message)
+                self.step()
         finally:
             with self.lock:  # close() timed out under a step: the model is freed now that it ended
                 self._exited = True
