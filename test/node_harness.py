@@ -114,8 +114,8 @@ class NodeHarness:
             e.shutdown()
         for t in self._threads:
             t.join(5)
-        if self.node.worker is not None:
-            self.node.worker.close("test over")
+        if self.node.workers is not None:
+            self.node.workers.close("test over")
         self.action_client.destroy()
         self.client.destroy_node()
         self.node.destroy_node()
@@ -213,10 +213,11 @@ class NodeHarness:
             self.wait_for(self.idle, "the worker to settle")
             node.worker.clear_frames()
             self.wait_for(self.idle, "the worker to forget the frames")
-        node.frame_publisher.pairer.clear()
-        node.newest_in = None
-        if node._gate is not None:
-            node._gate.clear()
+        for io in node.cameras.values():
+            io.frame_publisher.pairer.clear()
+            io.newest_in = None
+            if io.gate is not None:
+                io.gate.clear()
         for msgs in self.got.values():
             msgs.clear()
 

@@ -93,9 +93,33 @@ def test_rviz_starts_only_with_the_rviz_argument_and_the_shipped_config(descript
     assert "install(DIRECTORY launch config DESTINATION share/${PROJECT_NAME})" in (ROOT / "CMakeLists.txt").read_text()
 
 
+def _segment_node(description, **arguments):
+    """The node the launch file's OpaqueFunction builds, given the launch arguments ``arguments``."""
+    [opaque] = _named(_entities(description), "OpaqueFunction")
+    [node] = opaque.kwargs["function"](types.SimpleNamespace(launch_configurations=arguments))
+    assert type(node).__name__ == "LifecycleNode"
+    return node
+
+
 def test_the_segment_node_itself_is_unconditional(description):
-    [node] = _named(_entities(description), "LifecycleNode")
+    node = _segment_node(description)
     assert node.kwargs["package"] == "sa2va_i_ros" and "condition" not in node.kwargs
+    assert [r[0] for r in node.kwargs["remappings"]] == ["image", "depth", "camera_info"]  # one camera
+
+
+def test_cameras_are_remapped_to_realsense_topics_of_each_camera_name(description):
+    node = _segment_node(description, cameras="head,wrist", camera_namespace="/camera")
+    named = [r for r in node.kwargs["remappings"] if isinstance(r[1], str)]
+    assert named == [("head/image", "/camera/head/color/image_raw"),
+                     ("head/depth", "/camera/head/aligned_depth_to_color/image_raw"),
+                     ("head/camera_info", "/camera/head/color/camera_info"),
+                     ("wrist/image", "/camera/wrist/color/image_raw"),
+                     ("wrist/depth", "/camera/wrist/aligned_depth_to_color/image_raw"),
+                     ("wrist/camera_info", "/camera/wrist/color/camera_info")]
+    [params] = [p for p in node.kwargs["parameters"] if isinstance(p, dict)]
+    assert type(params["cameras"]).__name__ == "ParameterValue"
+    declared = {e.args[0]: e.kwargs for e in _named(_entities(description), "DeclareLaunchArgument")}
+    assert declared["cameras"]["default_value"] == "" and declared["camera_namespace"]["default_value"] == "/camera"
 
 
 def test_rviz_config_shows_the_nodes_topics_in_the_camera_frame():

@@ -197,11 +197,11 @@ def test_compressed_depth_header_mismatch_is_counted_and_rgb_outputs_go_on(harne
 
 
 def test_both_transports_first_copy_wins_and_a_corrupt_copy_hides_nothing(harness):
-    dup, skipped = count(harness, "image duplicate"), harness.node._gate.skipped
+    dup, skipped = count(harness, "image duplicate"), harness.node.cameras[''].gate.skipped
     for i in range(3):
         send(harness, harness.jpeg_pub, jpeg_msg(i))
         send(harness, harness.image_pub, image_msg(i))  # the raw copy of the same frame
-    assert harness.node._gate.skipped - skipped == 3  # the second copy of each frame skipped
+    assert harness.node.cameras[''].gate.skipped - skipped == 3  # the second copy of each frame skipped
     assert harness.buffered() == 3
     assert count(harness, "image duplicate") == dup  # the second copies never reached the buffer
     bad = count(harness, "image InvalidImage")

@@ -117,10 +117,10 @@ def test_replies_are_light_by_default_and_carry_masks_when_asked(node):
 
 def test_a_refused_activate_logs_one_error_naming_the_parameter_then_activates_once_fixed(tiny_checkpoint,
                                                                                          monkeypatch):
-    from sa2va_i_ros.ros import segment_node
+    from sa2va_i_ros.ros import camera_io
 
     h = NodeHarness(tiny_checkpoint, name="refused_activate", diagnostics_period=0.1)
-    original = segment_node.camera_subscriptions
+    original = camera_io.camera_subscriptions
 
     def refused(*args, **kwargs):
         raise ValueError("the middleware refused the subscription's QoS (image_qos, image_queue_depth)")
@@ -128,7 +128,7 @@ def test_a_refused_activate_logs_one_error_naming_the_parameter_then_activates_o
     try:
         assert h.node.trigger_configure().name == "SUCCESS"
         logs = record_logs(h.node)
-        monkeypatch.setattr(segment_node, "camera_subscriptions", refused)
+        monkeypatch.setattr(camera_io, "camera_subscriptions", refused)
         assert h.node.trigger_activate().name != "SUCCESS"
         errors = [m for level, m in logs.lines if level == "error"]
         assert len(errors) == 1 and errors[0].startswith("activate failed, the node stays inactive"), errors
@@ -138,7 +138,7 @@ def test_a_refused_activate_logs_one_error_naming_the_parameter_then_activates_o
         h.wait_for(lambda: any(s.name == name for m in list(h.got["diag"]) for s in m.status), "/diagnostics")
         model = next(s for m in list(h.got["diag"]) for s in m.status if s.name == name)
         assert model.message == errors[0] and model.level == ERROR
-        monkeypatch.setattr(segment_node, "camera_subscriptions", original)
+        monkeypatch.setattr(camera_io, "camera_subscriptions", original)
         assert h.node.trigger_activate().name == "SUCCESS" and "failed" not in h.node._model_state
     finally:
         h.close()

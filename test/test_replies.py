@@ -71,8 +71,8 @@ def test_objects_without_a_track_carry_id_zero():
 
 def test_a_cancelled_result_has_no_track():
     result = SegmentAndTrack.Result()
-    fill_reply(result, reply())
-    mark_cancelled(result, reply(message=""))
+    fill_reply(result, reply(message=""))
+    mark_cancelled(result)
     assert not result.success and result.message == "cancelled"
     assert result.track_id == 0 and list(result.track_ids) == []
 

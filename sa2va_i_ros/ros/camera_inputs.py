@@ -29,27 +29,28 @@ def camera_qos(name: str, depth: int) -> QoSProfile:
                       history=profile.history)
 
 
-def transport_topics(node, base: str, transport: str) -> list[tuple[type, str]]:
-    """(message type, topic) pairs the node subscribes to for ``base`` ("image" or "depth")."""
+def transport_topics(node, base: str, transport: str, camera: str = "") -> list[tuple[type, str]]:
+    """(message type, topic) pairs the node subscribes to for ``base`` ("image" or "depth") of ``camera``
+    (a named camera's topics are ``<camera>/image``, ...)."""
     if transport not in TRANSPORTS:
         raise ValueError(f"image_transport must be one of {', '.join(TRANSPORTS)}; got {transport!r}")
-    out = []
+    out, topic = [], f"{camera}/{base}" if camera else base
     if transport in ("raw", "both"):
-        out.append((Image, base))
+        out.append((Image, topic))
     if transport in ("compressed", "both"):
-        out.append((CompressedImage, node.resolve_topic_name(base) + SUFFIX[base]))
+        out.append((CompressedImage, node.resolve_topic_name(topic) + SUFFIX[base]))
     return out
 
 
-def camera_subscriptions(node, transport: str, on_image, profile, group) -> list:
+def camera_subscriptions(node, transport: str, on_image, profile, group, camera: str = "") -> list:
     """``on_image(msg, decode)`` for every colour message; ``decode(msg)`` gives (H, W, 3) RGB."""
     decoders = {Image: conv.image_to_rgb, CompressedImage: conv.compressed_to_rgb}
     return [node.create_subscription(kind, topic, lambda msg, d=decoders[kind]: on_image(msg, d), profile,
                                      callback_group=group)
-            for kind, topic in transport_topics(node, "image", transport)]
+            for kind, topic in transport_topics(node, "image", transport, camera)]
 
 
-def depth_subscriptions(node, transport: str, on_depth, profile, group) -> list:
+def depth_subscriptions(node, transport: str, on_depth, profile, group, camera: str = "") -> list:
     """``on_depth(msg)`` for every depth message (raw Image or compressedDepth; ``conv.any_to_depth`` reads both)."""
     return [node.create_subscription(kind, topic, on_depth, profile, callback_group=group)
-            for kind, topic in transport_topics(node, "depth", transport)]
+            for kind, topic in transport_topics(node, "depth", transport, camera)]

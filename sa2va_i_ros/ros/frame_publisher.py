@@ -44,14 +44,19 @@ SENSOR_DATA = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
 
 
 class FramePublisher:
-    """The node's output topics and what publishing them needs; ``count(what, message)`` counts a problem."""
+    """One camera's output topics and what publishing them needs; ``count(what, message)`` counts a problem.
 
-    def __init__(self, node, count):
-        self._node, self._count = node, count
-        self.events_pub = node.create_publisher(TrackEvent, "~/events", QoSProfile(depth=100))
+    ``camera``: the camera's name (the node's ``cameras``): its topics are ``~/<camera>/...`` and its objects
+    carry the name; "" (one camera, the default): ``~/...``.
+    """
+
+    def __init__(self, node, count, camera: str = ""):
+        self._node, self._count, self.camera = node, count, camera
+        self.prefix = f"~/{camera}/" if camera else "~/"
+        self.events_pub = node.create_publisher(TrackEvent, self.prefix + "events", QoSProfile(depth=100))
         # a plain publisher, as ~/events: a track's DELETE markers must reach RViz whenever it ends (cleanup
         # and deactivate included), not only while the lifecycle publishers are active
-        self.markers_pub = node.create_publisher(MarkerArray, "~/markers", RELIABLE_DEEP)
+        self.markers_pub = node.create_publisher(MarkerArray, self.prefix + "markers", RELIABLE_DEEP)
         self.pubs: dict = {}  # the data topics' lifecycle publishers, while configured
         self.markers = MarkerBook()
         self.pairer = DepthPairer()
@@ -79,11 +84,12 @@ class FramePublisher:
         """configure: the data topics, as lifecycle publishers (they go live with the node)."""
         node = self._node
         heavy = SENSOR_DATA if node.get_parameter("heavy_outputs_qos").value == "sensor_data" else RELIABLE_DEEP
+        at = self.prefix
         self.pubs = {
-            "objects": node.create_lifecycle_publisher(TrackedObjectArray, "~/objects", RELIABLE_DEEP),
-            "mask": node.create_lifecycle_publisher(Image, "~/mask", RELIABLE_DEEP),
-            "points": node.create_lifecycle_publisher(PointCloud2, "~/object_points", heavy),
-            "overlay": node.create_lifecycle_publisher(Image, "~/overlay", heavy),
+            "objects": node.create_lifecycle_publisher(TrackedObjectArray, at + "objects", RELIABLE_DEEP),
+            "mask": node.create_lifecycle_publisher(Image, at + "mask", RELIABLE_DEEP),
+            "points": node.create_lifecycle_publisher(PointCloud2, at + "object_points", heavy),
+            "overlay": node.create_lifecycle_publisher(Image, at + "overlay", heavy),
         }
 
     def start(self, use_depth: bool, tolerance_s: float, wait_s: float) -> None:
@@ -217,6 +223,8 @@ class FramePublisher:
                               depth_frame_id=depth_msg.header.frame_id if depth is not None else None)
         for problem in msgs.problems:
             self._count("depth mismatch", problem)
+        for obj in msgs.objects.objects:
+            obj.camera = self.camera
         pubs["objects"].publish(msgs.objects)
         pubs["mask"].publish(msgs.mask)
         if msgs.points is not None:

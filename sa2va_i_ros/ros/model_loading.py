@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from sa2va_i_ros.ros.parameters import check_together
 from sa2va_i_ros.runtime.frame_buffer import FrameBuffer
 from sa2va_i_ros.runtime.session import Session, Settings
+from sa2va_i_ros.runtime.worker.cameras import build_sessions
 
 # parameters that are the session's Settings (a change reaches the worker at once)
 SESSION_SETTINGS = ("num_frames", "max_num_frames", "sampling", "prompt_frames", "max_query_chars",
@@ -28,8 +29,13 @@ SESSION_SETTINGS = ("num_frames", "max_num_frames", "sampling", "prompt_frames",
 
 @dataclass
 class Loaded:
-    session: Session
+    sessions: dict[str, Session]  # one per camera, sharing the engine and the SAM2 weights
     summary: str  # what was loaded, where and how fast: the model state /diagnostics and the log show
+
+    @property
+    def session(self) -> Session:
+        """The first camera's session."""
+        return next(iter(self.sessions.values()))
 
 
 def tracker_settings(p: dict, device: str, dtype: str):
@@ -61,10 +67,11 @@ def tracker_settings(p: dict, device: str, dtype: str):
     return choice, config
 
 
-def load_session(p: dict, track_ids) -> Loaded:
-    """The grounding engine (Sa2VA / Sa2VA-i or SaSaSa2VA, by the checkpoint), the frame buffer and the session.
+def load_session(p: dict, track_ids, cameras: list[str] | None = None) -> Loaded:
+    """The grounding engine (Sa2VA / Sa2VA-i or SaSaSa2VA, by the checkpoint) and a session per camera (its
+    own frame buffer and tracker state; the engine and SAM2 loaded once).
 
-    ``track_ids`` is the node's id counter: ids stay unique across cleanups.
+    ``track_ids`` is the node's id counter: ids stay unique across cleanups and cameras.
     """
     why = check_together(p)
     if why:
@@ -82,15 +89,19 @@ def load_session(p: dict, track_ids) -> Loaded:
                                    tracker=choice)
     # the heap is trimmed when the network is really gone: a cleanup's worker thread may drop it after free_memory
     weakref.finalize(engine.model, trim_host_heap)
-    buffer = FrameBuffer(max_frames=p["buffer_max_frames"], max_seconds=p["buffer_max_seconds"],
-                         max_bytes=p["buffer_max_megabytes"] << 20, downscale=p["buffer_downscale"] or None)
-    session = Session(engine, buffer, tracker_config, Settings(**{k: p[k] for k in SESSION_SETTINGS}),
-                      track_ids=track_ids, tracker_model=choice)
-    if session.tracker.fast_paths.compile:
-        session.tracker.warm_up()  # compiled here, not during the first query
+
+    def buffer() -> FrameBuffer:
+        return FrameBuffer(max_frames=p["buffer_max_frames"], max_seconds=p["buffer_max_seconds"],
+                           max_bytes=p["buffer_max_megabytes"] << 20, downscale=p["buffer_downscale"] or None)
+
+    sessions = build_sessions(engine, cameras or [""], buffer, Settings(**{k: p[k] for k in SESSION_SETTINGS}),
+                              track_ids=track_ids, tracker_config=tracker_config, tracker_model=choice)
+    tracker = next(iter(sessions.values())).tracker  # every camera's tracker runs its SAM2 and compiled paths
+    if tracker.fast_paths.compile:
+        tracker.warm_up()  # compiled here, not during the first query
     summary = (f"loaded {p['model']} ({engine.kind}) on {device}/{dtype} in {time.perf_counter() - t0:.1f} s; "
                f"tracker {choice.model} in {tracker_config.dtype}").replace("torch.", "")
-    return Loaded(session, summary)
+    return Loaded(sessions, summary)
 
 
 def free_memory() -> None:

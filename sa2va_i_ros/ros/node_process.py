@@ -40,11 +40,12 @@ def run(args=None) -> int:
         if node.context.ok():  # only a shut-down context (SIGINT between the check and the spin) is expected
             raise
     finally:
-        worker = node.worker
-        if worker is not None:  # every request under way is answered; a step under way gets EXIT_STEP_WAIT_S
-            worker.close("the node process is exiting", timeout=EXIT_STEP_WAIT_S)
-        node.frame_publisher.queue.drain(EXIT_STEP_WAIT_S)  # its STOPPED events go out before the node goes
-        node.frame_publisher.queue.close()
+        workers = node.workers
+        if workers is not None:  # every request under way is answered; a step under way gets EXIT_STEP_WAIT_S
+            workers.close("the node process is exiting", timeout=EXIT_STEP_WAIT_S)
+        for io in node.cameras.values():
+            io.frame_publisher.queue.drain(EXIT_STEP_WAIT_S)  # its STOPPED events go out before the node goes
+            io.frame_publisher.queue.close()
         executor.shutdown(timeout_sec=0, wait_for_threads=False)  # a callback still running (a configure
         node.destroy_node()                                        # loading the model) ends with the process
         rclpy.try_shutdown()

@@ -17,6 +17,16 @@ from typing import Any
 
 from sa2va_i_ros.tracking.models import TRACKER_MODEL_NAMES
 
+CAMERAS_PATTERN = r"([A-Za-z][A-Za-z0-9_]*(,[A-Za-z][A-Za-z0-9_]*)*)?"
+
+
+def camera_names(value: str) -> list[str]:
+    """The node's cameras from the ``cameras`` parameter: [""] (the default camera) when empty."""
+    names = [n for n in value.split(",") if n] or [""]
+    if len(set(names)) != len(names):
+        raise ValueError(f"cameras must be distinct names; got {value!r}")
+    return names
+
 
 @dataclass(frozen=True)
 class Param:
@@ -102,6 +112,10 @@ PARAMETERS: tuple[Param, ...] = (
     Param("buffer_downscale", 0, "longest side, in pixels, of the buffered (and tracked) copy of each frame; "
           "0 keeps full frames. Masks come back at the camera's size", "configure", low=0, high=8192),
     # inputs
+    Param("cameras", "", "camera names, comma-separated (e.g. head,wrist): one node and one model serve them all; "
+          "camera <name> subscribes to <name>/image, <name>/depth, <name>/camera_info and publishes under "
+          "~/<name>/. Empty: one camera on image, depth, camera_info, outputs under ~/", "start-up",
+          read_only=True, pattern=CAMERAS_PATTERN),
     Param("image_qos", "sensor_data", "QoS of the image/depth subscriptions: sensor_data (best effort), "
           "reliable or system_default", "activate", choices=("sensor_data", "reliable", "system_default")),
     Param("image_transport", "raw", "camera input: raw (sensor_msgs/Image on image, depth), compressed "
@@ -174,6 +188,11 @@ def check_value(param: Param, value: Any) -> str | None:
 
 def check_together(values: dict[str, Any]) -> str | None:
     """Why a set of parameter values does not fit together (None when it does)."""
+    if "cameras" in values and re.fullmatch(CAMERAS_PATTERN, values["cameras"]):
+        try:
+            camera_names(values["cameras"])
+        except ValueError as exc:
+            return str(exc)
     if values["num_frames"] > values["max_num_frames"]:
         return (f"num_frames ({values['num_frames']}) must not exceed max_num_frames "
                 f"({values['max_num_frames']})")

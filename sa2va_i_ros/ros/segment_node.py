@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import time
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
@@ -34,23 +33,21 @@ from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.task import Future
-from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
 
 from sa2va_i_ros.action import SegmentAndTrack
-from sa2va_i_ros.imaging.image_codec import ImageDecodeError
 from sa2va_i_ros.ros import conversions as conv
 from sa2va_i_ros.ros.callbacks import Counts, count_internal_error, guarded
-from sa2va_i_ros.ros.camera_inputs import camera_qos, camera_subscriptions, depth_subscriptions
-from sa2va_i_ros.ros.diagnostics import RateMeter, diagnostic_array, node_statuses
+from sa2va_i_ros.ros.camera_io import CameraIO
+from sa2va_i_ros.ros.diagnostics import diagnostic_array, node_statuses
 from sa2va_i_ros.ros.frame_publisher import FramePublisher
 from sa2va_i_ros.ros.model_loading import SESSION_SETTINGS, free_memory, load_session
-from sa2va_i_ros.ros.parameters import check_changes, declare_all, read_all
+from sa2va_i_ros.ros.parameters import camera_names, check_changes, declare_all, read_all
 from sa2va_i_ros.ros.refusals import refusal
 from sa2va_i_ros.ros.replies import fill_reply, fill_stopped, mark_cancelled, segment_request
-from sa2va_i_ros.runtime.transport_gate import TransportGate
 from sa2va_i_ros.runtime.warm_up import warm_up
 from sa2va_i_ros.runtime.worker import PerceptionWorker
+from sa2va_i_ros.runtime.worker.cameras import ALL, CameraWorkers
 from sa2va_i_ros.srv import Segment, StopTracking
 
 EXECUTOR_THREADS = 4
@@ -74,23 +71,15 @@ class SegmentNode(LifecycleNode):
         super().__init__(name, **kwargs)
         declare_all(self)
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        self.worker = None
-        self.session = None
+        self.workers: CameraWorkers | None = None  # one model, a worker per camera, while configured
+        self.session = None  # the first camera's session (warm-up)
         self.active = False  # requests are served only while active
         self.exit_requested = Future()  # done after the shutdown transition: main() exits
-        self._track_ids = itertools.count(1)  # unique for the node's lifetime, across cleanups
-        self._subs: list = []
-        self._gate: TransportGate | None = None  # image_transport both: the first copy of a frame wins
+        self._track_ids = itertools.count(1)  # unique for the node's lifetime, across cleanups and cameras
         self._counts = Counts()  # image callbacks, the worker's faults and bugs add; /diagnostics reads a copy
-        self.images_received = 0  # image callbacks done (whatever became of the image)
-        # (stamp_ns, monotonic time) of the newest frame the image callback handed to the worker: recorded here,
-        # not on the worker thread, so /diagnostics sees it advance during a long worker step
-        self.newest_in: tuple[int, float] | None = None
-        self._in_rate = RateMeter()
         self._model_state = self._loaded_summary = "unconfigured"
         self._goals: dict[bytes, object] = {}  # action goal id -> worker ticket (for cancel)
-        self._frames_group = MutuallyExclusiveCallbackGroup()
-        self._depth_group = MutuallyExclusiveCallbackGroup()  # never starved by the image callback
+        frames, depth = MutuallyExclusiveCallbackGroup(), MutuallyExclusiveCallbackGroup()  # depth: never starved
         self._requests_group = ReentrantCallbackGroup()
         self._diag_group = MutuallyExclusiveCallbackGroup()
         self.create_service(Segment, "~/segment", self._on_segment, qos_profile=REQUEST_QOS,
@@ -102,8 +91,9 @@ class SegmentNode(LifecycleNode):
                                     cancel_callback=self._on_cancel, callback_group=self._requests_group,
                                     goal_service_qos_profile=REQUEST_QOS, result_service_qos_profile=REQUEST_QOS,
                                     cancel_service_qos_profile=REQUEST_QOS)
-        # ~/events and ~/markers now, the data topics on configure; the worker publishes through it
-        self.frame_publisher = FramePublisher(self, self._count)
+        # per camera: ~/[<camera>/]events and markers now, the data topics on configure; its worker publishes there
+        self.cameras = {name: CameraIO(self, name, frames, depth)
+                        for name in camera_names(self.get_parameter("cameras").value)}
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(self.get_parameter("diagnostics_period").value, self._publish_diagnostics,
                                              callback_group=self._diag_group)
@@ -121,7 +111,7 @@ class SegmentNode(LifecycleNode):
         p = read_all(self)
         self._model_state = "loading"
         try:
-            loaded = load_session(p, self._track_ids)
+            loaded = load_session(p, self._track_ids, list(self.cameras))
         except Exception as exc:  # anything (ImportError, out of memory, a bug): unconfigured, with the reason
             # one ERROR line with the reason and the parameter to change; the same text on /diagnostics
             self._model_state = refusal("configure", exc, p)
@@ -129,12 +119,33 @@ class SegmentNode(LifecycleNode):
             free_memory()
             return TransitionCallbackReturn.FAILURE
         self.session = loaded.session
-        self.worker = PerceptionWorker(loaded.session, self.frame_publisher)
-        self.worker.on_fault = self._on_worker_fault  # also ERROR on /diagnostics until the next good step
+        self.workers = CameraWorkers(loaded.sessions, {c: io.frame_publisher for c, io in self.cameras.items()})
+        for name, io in self.cameras.items():
+            io.worker = self.workers[name]
+            io.worker.on_fault = self._on_worker_fault  # also ERROR on /diagnostics until the next good step
+            io.frame_publisher.create_publishers()
         self._model_state = self._loaded_summary = loaded.summary
         self.get_logger().info(self._model_state)
-        self.frame_publisher.create_publishers()
         return TransitionCallbackReturn.SUCCESS
+
+    @property
+    def worker(self) -> PerceptionWorker | None:
+        """The default (first) camera's worker while configured."""
+        return next(iter(self.cameras.values())).worker
+
+    @property
+    def frame_publisher(self) -> FramePublisher:
+        """The default (first) camera's outputs."""
+        return next(iter(self.cameras.values())).frame_publisher
+
+    @property
+    def images_received(self) -> int:
+        return sum(io.images_received for io in self.cameras.values())
+
+    @property
+    def newest_in(self) -> tuple[int, float] | None:
+        """The default camera's newest frame handed to its worker: (stamp_ns, monotonic time)."""
+        return next(iter(self.cameras.values())).newest_in
 
     def on_activate(self, state) -> TransitionCallbackReturn:
         p = read_all(self)
@@ -156,35 +167,24 @@ class SegmentNode(LifecycleNode):
         self._model_state = self._loaded_summary
         self.active = True
         self.get_logger().info(f"active: image QoS {p['image_qos']}, transport {p['image_transport']}, "
-                               f"depth {'on' if p['use_depth'] else 'off'}")
+                               f"depth {'on' if p['use_depth'] else 'off'}"
+                               + (f", cameras {', '.join(self.cameras)}" if len(self.cameras) > 1 else ""))
         return super().on_activate(state)  # the lifecycle publishers go live
 
     def _subscribe(self, p: dict) -> None:
-        profile = camera_qos(p["image_qos"], p["image_queue_depth"])
-        g, transport = self._frames_group, p["image_transport"]
-        self._gate = TransportGate() if transport == "both" else None
-        self._subs = camera_subscriptions(self, transport, self._on_image, profile, g)
-        self.frame_publisher.start(p["use_depth"], p["depth_sync_tolerance"], p["depth_wait"])
-        if p["use_depth"]:
-            d = self._depth_group
-            self._subs += [*depth_subscriptions(self, transport, self._on_depth, profile, d),
-                           self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, 10,
-                                                    callback_group=d),
-                           self.create_timer(0.02, self._expire_pending, callback_group=d)]
+        for io in self.cameras.values():
+            io.subscribe(p)
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
         self.active = False
         self._unsubscribe()
-        self.frame_publisher.stop(self._newest_header())
+        for io in self.cameras.values():
+            io.frame_publisher.stop(self._newest_header(io.worker))
         return super().on_deactivate(state)
 
     def _unsubscribe(self) -> None:
-        for entity in self._subs:
-            if hasattr(entity, "cancel"):
-                self.destroy_timer(entity)
-            else:
-                self.destroy_subscription(entity)
-        self._subs = []
+        for io in self.cameras.values():
+            io.unsubscribe()
 
     def on_cleanup(self, state) -> TransitionCallbackReturn:
         self._release("the node was cleaned up")
@@ -201,15 +201,18 @@ class SegmentNode(LifecycleNode):
         """Answer every request under way, STOPPED for every track, then drop the model: at once, or, when
         the step under way outlives the wait, as it ends (never under a running step)."""
         self.active = False
-        self.newest_in = None
-        worker, self.worker, self.session = self.worker, None, None
+        workers, self.workers, self.session = self.workers, None, None
+        newest = {}
+        for name, io in self.cameras.items():
+            newest[name], io.worker, io.newest_in = self._newest_header(io.worker), None, None
         # STOPPED (and DELETE markers) per track
-        ended = worker is None or worker.close(f"{reason} while this request was served", then=free_memory)
+        ended = workers is None or workers.close(f"{reason} while this request was served", then=free_memory)
         if not ended:
             self.get_logger().warning("a model step outlived the shutdown wait: it was asked to stop, and the "
                                       "model's memory goes back when it ends")
-        self.frame_publisher.release(self._newest_header(worker))
-        del worker  # the last reference: the worker and its loop hold each other, free_memory collects them
+        for name, io in self.cameras.items():
+            io.frame_publisher.release(newest[name])
+        del workers  # the last reference: the workers and their loops hold each other, free_memory collects them
         if ended:
             free_memory()
 
@@ -217,8 +220,9 @@ class SegmentNode(LifecycleNode):
         """Leave the graph and close the DDS participant now: rclpy leaves the action server and the lifecycle
         state machine, which hold the node's handle (a pytest process piled up participants until its
         subprocesses' nodes no longer heard it: test_node_destroy.py)."""
-        self.frame_publisher.queue.drain(1.0)
-        self.frame_publisher.queue.close()  # its thread holds the node
+        for io in self.cameras.values():
+            io.frame_publisher.queue.drain(1.0)
+            io.frame_publisher.queue.close()  # its thread holds the node
         self._action.destroy()
         super().destroy_node()
         self._state_machine.destroy_when_not_in_use()
@@ -234,79 +238,16 @@ class SegmentNode(LifecycleNode):
         why = check_changes(read_all(self), [(prm.name, prm.value) for prm in params])
         if why:
             return SetParametersResult(successful=False, reason=why)
-        worker = self.worker
-        if worker is not None:
+        workers = self.workers
+        if workers is not None:
             changes = {prm.name: prm.value for prm in params if prm.name in SESSION_SETTINGS}
             if changes:
-                worker.update(**changes)
+                workers.update(**changes)
         return SetParametersResult(successful=True)
 
     def _on_worker_fault(self, message: str) -> None:
         """A fault the worker contained (a request or a track ended by an exception): logged (worker thread)."""
         self.get_logger().error(message)
-
-    # -- inputs ---------------------------------------------------------------------------------
-    def _count(self, what: str, message: str) -> None:
-        n = self._counts.add(what)
-        self.get_logger().warning(f"{message} (x{n})", throttle_duration_sec=5.0)
-
-    @guarded
-    def _on_camera_info(self, msg: CameraInfo) -> None:
-        self.frame_publisher.camera_info = msg
-
-    @guarded
-    def _on_depth(self, msg) -> None:
-        self.frame_publisher.add_depth(msg)
-
-    @guarded
-    def _expire_pending(self) -> None:
-        self.frame_publisher.expire()
-
-    @guarded
-    def _on_image(self, msg, decode) -> None:
-        """A colour frame from any transport; ``decode(msg)`` gives its RGB (raw: a view, compressed: decoded).
-        ``images_received`` counts it once the callback is done with it (buffered, counted as dropped, ...)."""
-        try:
-            self._take_image(msg, decode)
-        finally:
-            self.images_received += 1
-
-    def _take_image(self, msg, decode) -> None:
-        worker = self.worker
-        if not self.active or worker is None:
-            return
-        t0 = time.perf_counter()
-        stamp = conv.stamp_to_ns(msg.header.stamp)
-        gate = self._gate
-        if gate is not None and gate.taken(stamp):  # the other transport's copy of this frame came first
-            return
-        self._in_rate.tick()
-        try:
-            rgb = decode(msg)
-        except ImageDecodeError as exc:
-            self._count(f"image {type(exc).__name__}", f"image dropped: {exc}")
-            return
-        try:
-            result = worker.offer_frame(conv.copy_header(msg.header), stamp, rgb)
-        except ValueError as exc:
-            self._count("image rejected", f"image dropped: {exc}")
-            return
-        if result.pushed:
-            self.newest_in = (result.pushed[-1].stamp_ns, time.monotonic())
-        if gate is not None and (result.push.accepted or result.push.code == "held"):
-            gate.take(stamp)  # buffered, or held by the stamp gate: another copy would only repeat it
-        if result.clock_reset:
-            self.get_logger().warning(f"image stamps jumped back: {result.push.reason}")
-            self.frame_publisher.restart()
-        elif result.push.code == "held":  # not dropped: buffered once the change is confirmed (or discarded)
-            self._counts.add("image held")
-            self.get_logger().info(f"image held: {result.push.reason}", throttle_duration_sec=5.0)
-        elif not result.push.accepted:
-            self._count(f"image {result.push.code}", f"image dropped: {result.push.reason}")
-        elif result.push.code == "size_change":
-            self.get_logger().warning(result.push.reason)
-        if result.frame is not None:
-            self.frame_publisher.note_callback(result.frame.stamp_ns, (time.perf_counter() - t0) * 1e3)
 
     # -- requests -------------------------------------------------------------------------------
     def _future(self) -> Future:
@@ -321,25 +262,24 @@ class SegmentNode(LifecycleNode):
 
     @guarded
     async def _on_segment(self, request: Segment.Request, response: Segment.Response) -> Segment.Response:
-        worker = self.worker
-        if not self.active or worker is None:
+        workers = self.workers
+        if not self.active or workers is None:
             response.success, response.message = False, self._not_serving()
             return response
         answered = self._future()
-        worker.submit(segment_request(request), on_reply=answered.set_result)
-        reply = await answered
-        fill_reply(response, reply, with_masks=request.with_masks)
-        if reply.success:
-            self.get_logger().info(f"segment {request.query[:80]!r}: track {reply.track_ids or 0}")
+        workers.submit(request.camera, segment_request(request), on_reply=answered.set_result)
+        fill_reply(response, await answered, with_masks=request.with_masks)
+        if response.success:
+            self.get_logger().info(f"segment {request.query[:80]!r}: track {list(response.track_ids) or 0}")
         else:  # (rclpy ties a severity to each call site)
-            self.get_logger().warning(f"segment {request.query[:80]!r} refused: {reply.message}")
+            self.get_logger().warning(f"segment {request.query[:80]!r} refused: {response.message}")
         return response
 
     def _on_cancel(self, goal_handle) -> CancelResponse:
-        ticket = self._goals.get(bytes(goal_handle.goal_id.uuid))
-        worker = self.worker
-        if ticket is not None and worker is not None:
-            worker.cancel(ticket)
+        tickets = self._goals.get(bytes(goal_handle.goal_id.uuid))
+        workers = self.workers
+        if tickets is not None and workers is not None:
+            workers.cancel(tickets)
         return CancelResponse.ACCEPT
 
     async def _on_action(self, goal_handle):
@@ -351,8 +291,8 @@ class SegmentNode(LifecycleNode):
             return SegmentAndTrack.Result(success=False, message=f"internal error: {exc!r}")
 
     async def _run_action(self, goal_handle):
-        worker, result = self.worker, SegmentAndTrack.Result()
-        if not self.active or worker is None:
+        workers, result = self.workers, SegmentAndTrack.Result()
+        if not self.active or workers is None:
             result.success, result.message = False, self._not_serving()
             goal_handle.abort()
             return result
@@ -365,23 +305,24 @@ class SegmentNode(LifecycleNode):
 
         finished = self._future()
         key = bytes(goal_handle.goal_id.uuid)
-        self._goals[key] = ticket = worker.submit(segment_request(goal_handle.request),
-                                                  on_reply=lambda r: answered.extend(r.track_ids),
-                                                  on_done=finished.set_result, progress=progress)
-        if goal_handle.is_cancel_requested:  # cancelled before the ticket was known
-            worker.cancel(ticket)
+        self._goals[key] = tickets = workers.submit(
+            goal_handle.request.camera, segment_request(goal_handle.request),
+            on_reply=lambda replies: answered.extend(i for r in replies.values() for i in r.track_ids),
+            on_done=finished.set_result, progress=progress)
+        if goal_handle.is_cancel_requested:  # cancelled before the tickets were known
+            workers.cancel(tickets)
         try:
-            reply = await finished
+            replies = await finished
         finally:
             self._goals.pop(key, None)
-        fill_reply(result, reply, with_masks=goal_handle.request.with_masks)
+        fill_reply(result, replies, with_masks=goal_handle.request.with_masks)
         if goal_handle.is_cancel_requested:
-            for track_id in reply.track_ids if reply.success else ():  # they joined just before the cancel: undo
+            for track_id in result.track_ids if result.success else ():  # they joined just before the cancel: undo
                 with contextlib.suppress(ValueError):  # already stopped                      (STOPPED is sent)
-                    worker.stop(track_id)
-            mark_cancelled(result, reply)
+                    workers.stop(track_id)
+            mark_cancelled(result)
             goal_handle.canceled()
-        elif reply.success:
+        elif result.success:
             goal_handle.succeed()
         else:
             goal_handle.abort()
@@ -389,12 +330,12 @@ class SegmentNode(LifecycleNode):
 
     @guarded
     def _on_stop(self, request: StopTracking.Request, response: StopTracking.Response):
-        worker = self.worker
-        if worker is None:
+        workers = self.workers
+        if workers is None:
             response.success, response.message = False, "the node is not configured"
             return response
         try:
-            stopped = worker.stop(int(request.track_id))
+            stopped = workers.stop(int(request.track_id), request.camera or ALL)
         except ValueError as exc:
             response.success, response.message = False, str(exc)
             return response
@@ -404,9 +345,11 @@ class SegmentNode(LifecycleNode):
     # -- diagnostics ----------------------------------------------------------------------------
     @guarded
     def _publish_diagnostics(self) -> None:
-        statuses = node_statuses(self.get_fully_qualified_name(), self.worker, model_state=self._model_state,
-                                 active=self.active, in_rate=self._in_rate.rate(), input_counts=self._counts.snapshot(),
-                                 images_received=self.images_received, frames=self.frame_publisher,
-                                 newest_in=self.newest_in if self.worker is not None else None)
+        name, statuses = self.get_fully_qualified_name(), []
+        for camera, io in self.cameras.items():  # one set of statuses per camera (the model's repeats)
+            statuses += node_statuses(f"{name}/{camera}" if camera else name, io.worker,
+                                      model_state=self._model_state, active=self.active, in_rate=io.in_rate.rate(),
+                                      input_counts=self._counts.snapshot(), images_received=io.images_received,
+                                      frames=io.frame_publisher, newest_in=io.newest_in if io.worker else None)
         self._diag_pub.publish(diagnostic_array(self.get_clock().now().to_msg(), statuses))
 

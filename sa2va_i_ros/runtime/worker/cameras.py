@@ -139,9 +139,8 @@ class CameraWorkers:
 
     def stop(self, track_id: int = 0, camera: str = "") -> list[int]:
         """Stop one track (on whichever camera holds it), or every track of ``camera`` (``ALL``: of all)."""
-        if track_id:
-            owner = self.camera_of_track(track_id)
-            return self.workers[owner].stop(track_id) if owner is not None else []
+        if track_id:  # a track no camera holds: the default camera's worker says so (ValueError)
+            return self.workers[self.camera_of_track(track_id) or self.default].stop(track_id)
         return [i for name in self.cameras_of(camera) for i in self.workers[name].stop(0)]
 
     def update(self, **changes) -> None:
@@ -218,15 +217,19 @@ class CameraWorkers:
             mine = next(k for k, w in enumerate(self.workers.values()) if w is worker)
             return bool(heads) and min(heads)[2] == mine
 
+    def _all_closed(self) -> bool:
+        """(Under ``lock``.) Closed as a whole, or every camera's worker closed on its own."""
+        return self.closed or all(w.closed for w in self.workers.values())
+
     def _run(self) -> None:
         try:
             while True:
                 with self.lock:
-                    while not self.closed and self._pick() is None:
+                    while not self._all_closed() and self._pick() is None:
                         self._waiting = True
                         self.lock.wait(0.5)
                     self._waiting = False
-                    if self.closed:
+                    if self._all_closed():
                         return
                 self.run_once()
         finally:
