@@ -210,8 +210,11 @@ def memory(out: dict) -> None:
     out["cameras.memory_ratio_two_nodes"] = round(2 * one / two, 3)
     out["cameras.memory_mb_second_camera"] = round(two - one, 1)
     out["cameras.weights_rss_mb"] = round(runs[1]["weights_rss_mb"], 1)
-    out["cameras.child_seconds"] = {str(c): round(r["wall_s"], 1) for c, r in runs.items()}
-    out["cameras.live_step_s"] = {str(c): [round(s, 2) for s in r["live_step_s"]] for c, r in runs.items()}
+    out["cameras.children"] = {  # each child's own figures (MB over the RSS after its imports; seconds)
+        str(c): {"peak_mb": round(r["peak_mb"], 1), "rss_after_load_mb": round(r["weights_rss_mb"], 1),
+                 "rss_end_mb": round(r["rss_end_mb"], 1), "buffered_mb": round(r["buffered_mb"], 1),
+                 "seed_s": [round(s, 1) for s in r["seed_s"]], "live_step_s": [round(s, 1) for s in r["live_step_s"]],
+                 "wall_s": round(r["wall_s"], 1)} for c, r in runs.items()}
     if runs[2]["sam2_runners"] != 1 or min(runs[2]["tracked_per_step"]) != 1:
         raise RuntimeError(f"two cameras: {runs[2]['sam2_runners']} SAM2 runners, objects per live step "
                            f"{runs[2]['tracked_per_step']} (expected one shared runner, one object each)")
