@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "latest.json"
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
-PARTS = ("streaming", "buffer", "node", "grounding", "load", "load8b", "runtime", "faults", "steps", "tracker", "onnx",
-         "preprocess", "gpu")
+PARTS = ("streaming", "buffer", "node", "grounding", "load", "load8b", "runtime", "faults", "steps", "cameras",
+         "tracker", "onnx", "preprocess", "gpu")
 
 
 def _join_rows(profile: str, name: str, k: int, gap_ms: int) -> list[tuple[str, str, str]]:
@@ -35,6 +35,18 @@ def _join_rows(profile: str, name: str, k: int, gap_ms: int) -> list[tuple[str, 
             (f"{key}.catch_up_s", "<= 1.033", "the same from the start of its seeding (s)"),
             (f"{key}.max_gap_ms", f"< {gap_ms}", "the tracked objects' largest gap while it is grounded "
              f"(ms; goal: 3 live steps of {k} object(s))")]
+
+
+def _camera_rows(profile: str, name: str) -> list[tuple[str, str, str]]:
+    """The bench 'cameras' rows of one simulated profile: two 30 Hz cameras on one model."""
+    key = f"cameras.{profile}"
+    return [(f"{key}.rate_hz_head", "-", f"simulated {name}, two 30 Hz cameras on one model, one query for both: "
+             "head camera's output rate once both tracked (Hz)"),
+            (f"{key}.rate_hz_wrist", "-", "the same, the wrist camera (Hz)"),
+            (f"{key}.rate_fairness", ">= 0.8", "lowest camera rate / highest"),
+            (f"{key}.single_camera_rate_hz", "-", "the head camera alone on the model, same query and span (Hz)"),
+            (f"{key}.stalled_other_rate_ratio", ">= 0.97", "head camera's rate while the wrist camera sends nothing / "
+             "its rate alone")]
 
 
 # key, goal (text), what it is
@@ -158,6 +170,17 @@ TABLE = [
     ("runtime.real_t.seeding_step_cpu_ratio", "<= 1.2", "the same in CPU time (one torch thread; robust to load)"),
     ("runtime.real_t.longest_background_step_ms", "-", "longest grounding, seeding or catch-up step (ms)"),
     ("runtime.real_t.live_step_ms", "-", "a live step: encoder and memory attention (ms)"),
+    *(row for profile, name in (("desktop_gpu", "desktop GPU"), ("jetson", "Jetson"))
+      for row in _camera_rows(profile, name)),
+    ("cameras.memory_mb_one", "-", "one process, the model and one camera: peak RSS minus RSS after imports (MB; "
+     "random-weight Sa2VA-i-1B size, float32, CPU; 60 buffered 480x640 frames, one object seeded on one, 2 live "
+     "steps)"),
+    ("cameras.memory_mb_two", "-", "the same process with two cameras on the one model (build_sessions: one engine, "
+     "one SAM2; each camera its buffer and tracker state) (MB)"),
+    ("cameras.memory_ratio_two_vs_one", "<= 1.15", "two cameras / one camera, one process each (peak RSS, weights "
+     "included)"),
+    ("cameras.memory_ratio_two_nodes", "-", "two one-camera nodes / one two-camera node: computed as 2 x the "
+     "one-camera process, not measured running side by side"),
 ]
 
 
@@ -217,6 +240,7 @@ def main(argv=None) -> int:
     opts = args.parse_args(argv)
     from bench import (
         bench_buffer,
+        bench_cameras,
         bench_faults,
         bench_grounding,
         bench_load,
@@ -236,6 +260,7 @@ def main(argv=None) -> int:
                        ("buffer", bench_buffer.run), ("node", bench_node.run),
                        ("grounding", bench_grounding.run), ("load", bench_load.run), ("load8b", bench_load.run_8b),
                        ("runtime", bench_runtime.run), ("faults", bench_faults.run), ("steps", bench_steps.run),
+                       ("cameras", bench_cameras.run),
                        ("tracker", lambda o: bench_tracker.run(o, rounds=1 if opts.quick else 2)),
                        ("onnx", lambda o: bench_onnx.run(o, rounds=1 if opts.quick else 2)),
                        ("preprocess", bench_preprocess.run),
