@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+import pytest
 from frames import frame_rgb, stamp_ns
 from test_tracker_helpers import one_torch_thread  # noqa: F401  (autouse: one torch thread on a shared machine)
 
@@ -35,6 +36,15 @@ class Recorder:
 
     def event(self, header, track_id, query, kind, score):
         self.events.append((track_id, kind))
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_checkpoint):
+    """An engine of this module's own: tracking recomputes SAM2's rotary tables (``freqs_cis``) for the
+    feature size it meets, and test_model_loading compares the session's engine with a fresh build."""
+    from sa2va_i_ros.grounding.engine import GroundingEngine
+
+    return GroundingEngine.load(str(tiny_checkpoint))
 
 
 def wrist_frame(i: int) -> np.ndarray:
