@@ -110,13 +110,15 @@ class NodeHarness:
             self.wait_for(lambda pub=pub: pub.get_subscription_count() > 0, f"observer subscribed to {key}")
 
     def close(self) -> None:
+        """Executors down, the node's workers closed, every entity destroyed (other harnesses reuse this)."""
         for e in (self.executor, self.client_executor):
             e.shutdown()
         for t in self._threads:
             t.join(5)
         if self.node.workers is not None:
             self.node.workers.close("test over")
-        self.action_client.destroy()
+        if getattr(self, "action_client", None) is not None:
+            self.action_client.destroy()
         self.client.destroy_node()
         self.node.destroy_node()
         self.ctx.try_shutdown()

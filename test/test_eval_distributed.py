@@ -55,6 +55,7 @@ except DistError as exc:
     sys.exit(3)
 finally:
     release.touch()
+    dist.close()  # as sa2va-i-eval's main does: without it gloo's send, still pending, aborted the exit (-6) 3 in 6
 """
 
 

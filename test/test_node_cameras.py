@@ -90,16 +90,7 @@ class TwoCameras:
     def segment(self, camera: str, query: str = "the cup left of the bowl"):
         return self.call(self.segment_client, Segment.Request(query=query, camera=camera))
 
-    def close(self) -> None:
-        for e in (self.executor, self.client_executor):
-            e.shutdown()
-        for t in self._threads:
-            t.join(5)
-        if self.node.workers is not None:
-            self.node.workers.close("test over")
-        self.client.destroy_node()
-        self.node.destroy_node()
-        self.ctx.try_shutdown()
+    close = NodeHarness.close
 
 
 @pytest.fixture
