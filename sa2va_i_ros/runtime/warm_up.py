@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 
+from sa2va_i_ros.model.generation import drain
 from sa2va_i_ros.runtime.session import SegmentRequest, Session
 
 QUERY = "the object in the middle"
@@ -40,12 +41,7 @@ def warm_up(session: Session, size: tuple[int, int] = (480, 640)) -> dict[str, f
     frames = synthetic_frames(size)
     options, _ = session.check_request(SegmentRequest(QUERY, num_frames=len(frames)), tracks={})
     t0 = time.perf_counter()
-    steps = session.engine.ground_steps(frames, QUERY, options)
-    while True:
-        try:
-            next(steps)
-        except StopIteration:
-            break
+    drain(session.engine.ground_steps(frames, QUERY, options))
     t1 = time.perf_counter()
     tracker_warm_up = getattr(session.tracker, "warm_up", None)  # stand-ins have none
     if tracker_warm_up is not None:

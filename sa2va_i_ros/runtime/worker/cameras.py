@@ -80,7 +80,6 @@ class CameraWorkers:
             self.workers[camera] = worker
         self.default = next(iter(self.workers))
         self.closed = False
-        self.served: dict[str, int] = dict.fromkeys(self.workers, 0)  # units of work run per camera
         self._waiting = False
         self._exited = False
         self._then: Callable[[], None] | None = None
@@ -186,7 +185,6 @@ class CameraWorkers:
         worker = self.workers[camera]
         ran = worker.step()
         with self.lock:
-            self.served[camera] += 1
             worker.work_since = self.clock.now() if worker._has_work() else None  # behind the others now
         return ran
 
